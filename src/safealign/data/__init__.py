@@ -1,0 +1,1 @@
+"""Typed records, file loaders, named datasets and leak-free splits."""

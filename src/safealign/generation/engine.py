@@ -1,0 +1,265 @@
+"""Batched sampling for chat prompts: text, token ids and per-token log-probs of every sampled token.
+
+:class:`Engine` is the interface every rollout and decoding strategy uses; :class:`HFEngine` runs any
+transformers causal LM (a hand-written KV-cache loop, so we get log-probs without keeping full logits
+for every step) and :mod:`safealign.generation.vllm_engine` implements the same interface on vLLM.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from safealign.config import ConfigBase, option, require
+from safealign.data.records import Message
+
+
+@dataclass
+class SamplingConfig(ConfigBase):
+    """How responses are sampled."""
+
+    max_new_tokens: int = option(128, help="maximum number of tokens generated per response")
+    temperature: float = option(0.7, help="softmax temperature; 0 means greedy decoding")
+    top_p: float = option(0.95, help="nucleus sampling mass (1 disables it)")
+    top_k: int = option(0, help="keep only the k most likely tokens (0 disables it)")
+    n: int = option(1, help="responses sampled per prompt")
+    batch_size: int = option(16, help="sequences decoded together (prompts x n are split into such batches)")
+    max_prompt_tokens: int = option(512, help="longer prompts are truncated from the left (the start of a dialogue)")
+    seed: int = option(0, help="random seed; the same seed and inputs give the same samples")
+    system_prompt: str | None = option(
+        None, help="system message prepended to prompts without one (None keeps the chat template's default)")
+
+    def validate(self) -> None:
+        require(self.max_new_tokens >= 1, "max_new_tokens must be >= 1")
+        require(self.temperature >= 0, "temperature must be >= 0")
+        require(0 < self.top_p <= 1, "top_p must be in (0, 1]")
+        require(self.top_k >= 0, "top_k must be >= 0")
+        require(self.n >= 1, "n must be >= 1")
+        require(self.batch_size >= 1, "batch_size must be >= 1")
+        require(self.max_prompt_tokens >= 8, "max_prompt_tokens must be >= 8")
+
+
+@dataclass
+class Generation:
+    """One sampled response."""
+
+    prompt_index: int
+    text: str
+    token_ids: list[int]  # sampled tokens; ends with the stop token when finish_reason == "eos"
+    logprobs: list[float]  # log p(token | context) under the model at temperature 1, one per token
+    finish_reason: str  # "eos" | "length"
+    prompt_tokens: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass
+class GenerationStats:
+    prompts: int = 0
+    sequences: int = 0
+    new_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class Engine(abc.ABC):
+    """Generates ``cfg.n`` responses for each chat prompt; ``prefixes`` continue partial responses."""
+
+    tokenizer: Any
+    last_stats: GenerationStats
+
+    @abc.abstractmethod
+    def generate(
+        self,
+        prompts: Sequence[list[Message]],
+        cfg: SamplingConfig,
+        prefixes: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> list[list[Generation]]:
+        """Return ``out[i][j]``: the j-th sample for prompt i (``len(out[i]) == cfg.n``)."""
+
+
+def render_prompt(tokenizer: Any, messages: list[Message], system_prompt: str | None = None) -> str:
+    """Chat-template text that ends where the assistant's answer begins."""
+    if system_prompt is not None and not (messages and messages[0]["role"] == "system"):
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # Base models without a template: a plain transcript.
+    body = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
+    return body + "Assistant:"
+
+
+def sample_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """Pick one token per row. logits: [B, V] float32 -> [B] int64."""
+    if cfg.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / cfg.temperature
+    if cfg.top_k > 0:
+        kth = torch.topk(logits, min(cfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the mass strictly before it already reaches top_p (always keeps the first)
+        drop = (probs.cumsum(-1) - probs) >= cfg.top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, sorted_idx, sorted_logits)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class HFEngine(Engine):
+    """Sampling on any transformers causal LM (plain, LoRA-wrapped, any device)."""
+
+    def __init__(self, model: Any, tokenizer: Any):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.last_stats = GenerationStats()
+        stops = {tokenizer.eos_token_id}
+        gen_cfg = getattr(model, "generation_config", None)
+        eos = getattr(gen_cfg, "eos_token_id", None)
+        stops.update(eos if isinstance(eos, list) else [eos])
+        self.stop_ids = sorted(t for t in stops if t is not None)
+        params = _forward_params(model)
+        # transformers renamed past_key_values -> cache (5.x); logits_to_keep skips the prompt's logits
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+    @classmethod
+    def from_pretrained(cls, ref: str, dtype: str = "auto", device: str | None = None, **kw: Any) -> HFEngine:
+        from safealign.models.loading import load_causal_lm, load_tokenizer
+
+        return cls(load_causal_lm(ref, dtype=dtype, device=device, **kw), load_tokenizer(ref))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, prompts: Sequence[list[Message]], cfg: SamplingConfig,
+               prefixes: Sequence[str] | None = None) -> list[list[int]]:
+        out = []
+        for i, msgs in enumerate(prompts):
+            text = render_prompt(self.tokenizer, msgs, cfg.system_prompt)
+            if prefixes is not None:
+                text += prefixes[i]
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            out.append(ids[-cfg.max_prompt_tokens:])
+        return out
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[list[Message]], cfg: SamplingConfig,
+                 prefixes: Sequence[str] | None = None, progress: bool = False) -> list[list[Generation]]:
+        if prefixes is not None and len(prefixes) != len(prompts):
+            raise ValueError(f"got {len(prefixes)} prefixes for {len(prompts)} prompts")
+        start = time.perf_counter()
+        encoded = self.encode(prompts, cfg, prefixes)
+        jobs = [(i, j) for i in range(len(prompts)) for j in range(cfg.n)]
+        # Longest first, so each batch holds similar lengths and the first batch shows the peak memory.
+        jobs.sort(key=lambda ij: -len(encoded[ij[0]]))
+        results: list[list[Generation | None]] = [[None] * cfg.n for _ in prompts]
+        generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        was_training = self.model.training
+        self.model.eval()
+        new_tokens = 0
+        bar = tqdm(total=len(jobs), desc="generate", unit="seq", disable=not progress, leave=False)
+        try:
+            for b in range(0, len(jobs), cfg.batch_size):
+                chunk = jobs[b:b + cfg.batch_size]
+                gens = self._generate_batch([encoded[i] for i, _ in chunk], cfg, generator)
+                for (i, j), (ids, lps, reason) in zip(chunk, gens, strict=True):
+                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                    results[i][j] = Generation(i, text, ids, lps, reason, len(encoded[i]), {"sample": j})
+                    new_tokens += len(ids)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+            self.model.train(was_training)
+        self.last_stats = GenerationStats(len(prompts), len(jobs), new_tokens, time.perf_counter() - start)
+        return [[g for g in row if g is not None] for row in results]
+
+    def _generate_batch(self, batch: list[list[int]], cfg: SamplingConfig,
+                        generator: torch.Generator) -> list[tuple[list[int], list[float], str]]:
+        device = self.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        width = max(len(x) for x in batch)
+        bsz = len(batch)
+        input_ids = torch.full((bsz, width), pad, dtype=torch.long)
+        attn = torch.zeros((bsz, width), dtype=torch.long)
+        for r, ids in enumerate(batch):  # left padding: every row's next token sits in the last column
+            input_ids[r, width - len(ids):] = torch.tensor(ids)
+            attn[r, width - len(ids):] = 1
+        input_ids, attn = input_ids.to(device), attn.to(device)
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)  # [B, T]
+        stop = torch.tensor(self.stop_ids, device=device)
+        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=True,
+                         **self._keep_last)
+        past, logits = _cache_of(out), out.logits[:, -1, :].float()  # logits: [B, V]
+        next_pos = position_ids[:, -1:] + 1  # [B, 1]
+        done = torch.zeros(bsz, dtype=torch.bool, device=device)
+        tokens: list[torch.Tensor] = []
+        logps: list[torch.Tensor] = []
+        alive: list[torch.Tensor] = []
+        for _ in range(cfg.max_new_tokens):
+            nxt = sample_next(logits.cpu(), cfg, generator).to(device)  # [B]
+            lp = torch.log_softmax(logits, -1).gather(-1, nxt[:, None]).squeeze(-1)  # [B]
+            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+            alive.append(~done)
+            tokens.append(nxt)
+            logps.append(lp)
+            done = done | torch.isin(nxt, stop)
+            if bool(done.all()):
+                break
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
+            out = self.model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos,
+                             use_cache=True, **{self._cache_arg: past})
+            past, logits = _cache_of(out), out.logits[:, -1, :].float()
+            next_pos = next_pos + 1
+        tok = torch.stack(tokens, 1).cpu()  # [B, L]
+        lps = torch.stack(logps, 1).float().cpu()
+        live = torch.stack(alive, 1).cpu()
+        results = []
+        stop_set = set(self.stop_ids)
+        for r in range(bsz):
+            n = int(live[r].sum())
+            ids = tok[r, :n].tolist()
+            lp = lps[r, :n].tolist()
+            if ids and ids[-1] in stop_set:
+                results.append((ids, lp, "eos"))  # ids keep the stop token: stopping is a choice RL trains
+            else:
+                results.append((ids, lp, "length"))
+        return results
+
+
+def _forward_params(model: Any) -> set[str]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
+
+def _cache_of(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def build_engine(ref: str, backend: str = "hf", dtype: str = "auto", device: str | None = None, **kw: Any) -> Engine:
+    """Engine factory used by the CLI: ``hf`` everywhere, ``vllm`` where vLLM is installed."""
+    if backend == "hf":
+        return HFEngine.from_pretrained(ref, dtype=dtype, device=device, **kw)
+    if backend == "vllm":
+        from safealign.generation.vllm_engine import VLLMEngine
+
+        return VLLMEngine.from_pretrained(ref, dtype=dtype, **kw)
+    raise ValueError(f"unknown generation backend '{backend}'; use 'hf' or 'vllm'")

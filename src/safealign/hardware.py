@@ -1,0 +1,53 @@
+"""Device and dtype choice, decided at run time because CI hosts differ (AVX2 only vs AVX-512 with BF16)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+import torch
+
+DTypeName = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True where bf16 matmuls beat fp32 on this CPU (AVX-512 BF16 / AMX); plain AVX2 emulates bf16 slowly."""
+    try:
+        cap = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # older torch
+        return False
+    if "AVX512" not in cap.upper():
+        return False
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_device() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def resolve_dtype(name: DTypeName | str = "auto", device: str | None = None) -> torch.dtype:
+    """``auto``: bf16 on GPUs with bf16 support and on CPUs with native bf16, else fp32."""
+    if name != "auto":
+        try:
+            return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+                    "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+        except KeyError:
+            raise ValueError(f"unknown dtype '{name}'; use auto, float32, bfloat16 or float16") from None
+    device = device or default_device()
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def describe() -> str:
+    cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "?"
+    return (f"device={default_device()} cpu_capability={cap} fast_bf16={cpu_has_fast_bf16()} "
+            f"threads={torch.get_num_threads()} default_dtype={resolve_dtype('auto')}")
