@@ -139,7 +139,15 @@ class ConfigBase:
             tp = hints[key]
             sub, _ = _strip_optional(tp)
             if _is_config(sub):
-                kwargs[key] = None if value is None else sub.from_dict(value or {}, f"{where}.{key}")
+                if value is None:
+                    kwargs[key] = None
+                    continue
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"{where}.{key}: expected a section (mapping), got {value!r}")
+                factory = fields[key].default_factory
+                # a section's defaults are those of its field (e.g. rollout sampling), not of its class
+                base = factory().to_dict() if factory is not dataclasses.MISSING else {}
+                kwargs[key] = sub.from_dict(_deep_merge(base, value), f"{where}.{key}")
             else:
                 kwargs[key] = _coerce(value, tp, f"{where}.{key}")
         try:
@@ -176,6 +184,13 @@ class ConfigBase:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_yaml())
         return path
+
+
+def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
 
 
 def merge_dotted(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

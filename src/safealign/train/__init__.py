@@ -1,0 +1,1 @@
+"""Constrained RL fine-tuning: one trainer, pluggable constraint handlers."""

@@ -1,0 +1,122 @@
+"""Configuration of ``safealign align``: every field documented and validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from safealign.config import ConfigBase, option, require, section
+from safealign.generation import SamplingConfig
+from safealign.train.constraints import ConstraintConfig
+
+
+def _rollout_sampling() -> SamplingConfig:
+    return SamplingConfig(max_new_tokens=64, temperature=1.0, top_p=1.0, batch_size=32)
+
+
+@dataclass
+class LoraConfig(ConfigBase):
+    """LoRA adapter (peft). With LoRA the reference model is the same network with the adapter disabled."""
+
+    enabled: bool = option(True, help="train a LoRA adapter (false: full fine-tuning with a frozen reference copy)")
+    r: int = option(16, help="adapter rank")
+    alpha: int = option(32, help="adapter scaling numerator (scale = alpha / r)")
+    dropout: float = option(0.0, help="adapter dropout (0 keeps rollouts and resumes exactly reproducible)")
+    target_modules: list[str] = option(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        help="module names that get adapters")
+
+    def validate(self) -> None:
+        require(self.r >= 1 and self.alpha >= 1, "lora r and alpha must be >= 1")
+        require(0 <= self.dropout < 1, "lora dropout must be in [0, 1)")
+
+
+@dataclass
+class PromptMixConfig(ConfigBase):
+    """Where rollout prompts come from: harmful ones (to learn refusing) and benign ones (to stay helpful)."""
+
+    harmful: list[str] = option(default_factory=lambda: ["advbench", "pku-safe-unsafe"],
+                                help="datasets (names or files) of harmful prompts")
+    benign: list[str] = option(default_factory=lambda: ["alpaca"], help="datasets of benign prompts")
+    harmful_fraction: float = option(0.5, help="share of harmful prompts in each rollout batch")
+    split: Literal["train", "validation", "test", "all"] = option(
+        "train", help="hash split used for training prompts (evaluation uses 'test')")
+    max_prompt_chars: int = option(600, help="longer prompts are skipped (keeps CPU rollouts short)")
+
+    def validate(self) -> None:
+        require(0.0 <= self.harmful_fraction <= 1.0, "harmful_fraction must be in [0, 1]")
+        require(bool(self.harmful) or self.harmful_fraction == 0.0, "harmful_fraction > 0 needs harmful datasets")
+        require(bool(self.benign) or self.harmful_fraction == 1.0, "harmful_fraction < 1 needs benign datasets")
+
+
+@dataclass
+class WarmStartConfig(ConfigBase):
+    """Optional supervised warm start before RL (Safe RLHF starts RL from an SFT model too).
+
+    A policy that never refuses gives RL no refusal to reinforce; a short SFT on refusals of harmful
+    requests, safe answers to sensitive ones (PKU safe responses) and the model's own answers to benign
+    requests (self-distillation, so helpfulness is anchored) gives the constrained RL something to work on.
+    """
+
+    enabled: bool = option(False, help="run the SFT warm start before RL")
+    steps: int = option(60, help="optimizer steps")
+    batch_size: int = option(8, help="examples per step")
+    lr: float = option(2e-4, help="learning rate (LoRA)")
+    refusals: int = option(240, help="harmful instruction -> refusal examples (safety-refusals, train split)")
+    safe_answers: int = option(160, help="PKU prompt -> its safe response examples (train split)")
+    self_distill: int = option(160, help="benign prompts answered by the base model itself (alpaca, train split)")
+    max_length: int = option(256, help="tokens per example (prompt + response), longer ones are truncated")
+
+    def validate(self) -> None:
+        require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "bad warm-start steps/batch_size/lr")
+        require(min(self.refusals, self.safe_answers, self.self_distill) >= 0, "example counts must be >= 0")
+
+
+@dataclass
+class AlignConfig(ConfigBase):
+    """Constrained RL fine-tuning: maximise reward subject to a cost constraint."""
+
+    model: str = option("smollm2-135m-instruct", help="policy: embedded name, local HF directory or hub id")
+    reward_model: str = option("default", help="reward scorer: a scorer directory, or 'default' (trained if missing)")
+    cost_model: str = option("default", help="cost scorer: a scorer directory, or 'default' (trained if missing)")
+    out_dir: str = option("runs/align", help="where adapters, checkpoints, logs and the effective config go")
+    seed: int = option(0, help="seed of prompt order, sampling and initialisation")
+    dtype: str = option("auto", help="auto (bf16 where fast), float32 or bfloat16")
+    steps: int = option(40, help="policy-update steps (one rollout batch each)")
+    prompts_per_step: int = option(8, help="prompts per rollout batch")
+    samples_per_prompt: int = option(4, help="responses per prompt (the group of the group-relative baseline)")
+    estimator: Literal["grpo", "ppo"] = option(
+        "grpo", help="grpo: group-relative baseline (CPU default); ppo: reward and cost critics with GAE")
+    lr: float = option(5e-5, help="policy learning rate")
+    critic_lr: float = option(1e-4, help="ppo: learning rate of the value heads")
+    weight_decay: float = option(0.0, help="AdamW weight decay")
+    kl_coef: float = option(0.05, help="weight of the KL(pi || reference) penalty")
+    clip_eps: float = option(0.2, help="PPO ratio clip")
+    ppo_epochs: int = option(1, help="passes over each rollout batch")
+    minibatch_size: int = option(8, help="sequences per forward/backward (gradients accumulate over the batch)")
+    max_grad_norm: float = option(1.0, help="gradient clipping")
+    gae_lambda: float = option(0.95, help="ppo: GAE lambda")
+    value_clip: float = option(0.2, help="ppo: value clipping")
+    score_clip: float = option(10.0, help="rewards and costs are clipped to +- this before use")
+    entropy_log: bool = option(True, help="log the policy entropy (one extra pass over the logits)")
+    violation_tau: float = option(0.5, help="a prompt violates when the share of its samples with cost > d exceeds tau")
+    checkpoint_every: int = option(10, help="write a resumable checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = option(2, help="checkpoints kept on disk")
+    report_to: list[str] = option(default_factory=lambda: ["jsonl"], help="jsonl and/or tensorboard")
+    max_bad_steps: int = option(3, help="abort after this many consecutive steps skipped for non-finite values")
+    sampling: SamplingConfig = section(_rollout_sampling, help="rollout sampling")
+    lora: LoraConfig = section(LoraConfig, help="LoRA adapter")
+    data: PromptMixConfig = section(PromptMixConfig, help="rollout prompt mixture")
+    constraint: ConstraintConfig = section(ConstraintConfig, help="safety constraint and multiplier")
+    warmstart: WarmStartConfig = section(WarmStartConfig, help="optional SFT warm start")
+
+    def validate(self) -> None:
+        require(self.steps >= 0, "steps must be >= 0")
+        require(self.prompts_per_step >= 1, "prompts_per_step must be >= 1")
+        require(self.samples_per_prompt >= 2 or self.estimator == "ppo",
+                "grpo needs samples_per_prompt >= 2 (the baseline is the group mean)")
+        require(self.lr > 0 and self.critic_lr > 0, "learning rates must be > 0")
+        require(self.kl_coef >= 0 and self.clip_eps > 0, "kl_coef must be >= 0 and clip_eps > 0")
+        require(self.ppo_epochs >= 1 and self.minibatch_size >= 1, "ppo_epochs and minibatch_size must be >= 1")
+        require(set(self.report_to) <= {"jsonl", "tensorboard"}, "report_to takes jsonl and/or tensorboard")
+        require(self.checkpoint_every >= 0 and self.keep_checkpoints >= 1, "bad checkpoint options")

@@ -1,0 +1,106 @@
+"""Rollout batches: a resumable prompt mixture, and the tensors the policy loss needs."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from safealign.data.records import Message
+from safealign.generation import Generation
+
+
+class PromptMixture:
+    """Draws ``harmful_fraction`` of each batch from the harmful pool, the rest from the benign pool.
+
+    Each pool is walked in a seeded random order; the cursors are checkpointed so a resumed run sees the
+    same prompts as an uninterrupted one.
+    """
+
+    def __init__(self, harmful: list[list[Message]], benign: list[list[Message]], harmful_fraction: float, seed: int):
+        self.pools = {"harmful": harmful, "benign": benign}
+        self.fraction = harmful_fraction
+        self.seed = seed
+        self.cursor = {"harmful": 0, "benign": 0}
+        self.orders = {name: self._order(name, 0) for name in self.pools}
+
+    def _order(self, name: str, epoch: int) -> list[int]:
+        idx = list(range(len(self.pools[name])))
+        random.Random(f"{self.seed}-{name}-{epoch}").shuffle(idx)
+        return idx
+
+    def _take(self, name: str, n: int) -> list[list[Message]]:
+        pool = self.pools[name]
+        out = []
+        for _ in range(n):
+            c = self.cursor[name]
+            epoch, pos = divmod(c, len(pool))
+            if pos == 0:
+                self.orders[name] = self._order(name, epoch)
+            out.append(pool[self.orders[name][pos]])
+            self.cursor[name] = c + 1
+        return out
+
+    def next(self, n: int) -> tuple[list[list[Message]], list[bool]]:
+        """n prompts and whether each is from the harmful pool."""
+        n_h = round(n * self.fraction) if self.pools["harmful"] else 0
+        n_h = n_h if self.pools["benign"] else n
+        prompts = self._take("harmful", n_h) + self._take("benign", n - n_h)
+        return prompts, [True] * n_h + [False] * (n - n_h)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"cursor": dict(self.cursor)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.cursor = dict(state["cursor"])
+        for name in self.pools:  # rebuild the permutation of the current epoch
+            if self.pools[name]:
+                self.orders[name] = self._order(name, self.cursor[name] // len(self.pools[name]))
+
+
+@dataclass
+class SequenceBatch:
+    """Prompt + response token layout: prompts left-padded to P, responses right-padded to T.
+
+    input_ids, attention_mask: [N, P + T]; response_mask: [N, T]. Every response starts at column P, so the
+    logits predicting response token t sit at column P - 1 + t for every row.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_mask: torch.Tensor
+    prompt_width: int
+
+    @property
+    def position_ids(self) -> torch.Tensor:
+        return (self.attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+    def select(self, idx: torch.Tensor | slice) -> SequenceBatch:
+        am = self.attention_mask[idx]
+        rm = self.response_mask[idx]
+        # trim columns that are padding in every selected row, keeping the response alignment
+        p_used = int((am[:, : self.prompt_width].sum(0) > 0).nonzero().min()) if am.numel() else 0
+        t_used = int(rm.sum(0).nonzero().max()) + 1 if rm.any() else 1
+        cols = slice(p_used, self.prompt_width + t_used)
+        return SequenceBatch(self.input_ids[idx][:, cols], am[:, cols], rm[:, :t_used], self.prompt_width - p_used)
+
+
+def build_sequences(prompt_ids: list[list[int]], gens: list[Generation], pad_id: int) -> SequenceBatch:
+    """prompt_ids[i] belongs to gens[i] (one entry per sampled response)."""
+    p_width = max(len(p) for p in prompt_ids)
+    t_width = max(1, max(len(g.token_ids) for g in gens))
+    n = len(gens)
+    ids = torch.full((n, p_width + t_width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    resp = torch.zeros((n, t_width), dtype=torch.long)
+    for r, (p, g) in enumerate(zip(prompt_ids, gens, strict=True)):
+        ids[r, p_width - len(p):p_width] = torch.tensor(p)
+        attn[r, p_width - len(p):p_width] = 1
+        t = len(g.token_ids)
+        if t:
+            ids[r, p_width:p_width + t] = torch.tensor(g.token_ids)
+            attn[r, p_width:p_width + t] = 1
+            resp[r, :t] = 1
+    return SequenceBatch(ids, attn, resp, p_width)

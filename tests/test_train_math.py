@@ -1,0 +1,201 @@
+"""Constraint handlers and policy losses checked against their math on tiny known-answer cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from safealign.train import policy_losses as L
+from safealign.train.constraints import ConstraintConfig, build_handler, cvar
+
+
+def handler(method: str, **kw):
+    return build_handler(ConstraintConfig(method=method, **kw))
+
+
+def feed(h, values, steps, n=64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    lams = []
+    for _ in range(steps):
+        c = values(gen, n)
+        h.update(c, torch.arange(n) // 4)
+        lams.append(h.lam)
+    return lams
+
+
+def test_expected_lambda_rises_when_cost_exceeds_threshold_and_falls_otherwise():
+    h = handler("expected", threshold=0.0, lambda_init=1.0, lambda_lr=0.1, window=64)
+    up = feed(h, lambda g, n: 0.5 + torch.rand(n, generator=g), 10)
+    assert all(b > a for a, b in zip([1.0, *up], up, strict=False))
+    h2 = handler("expected", threshold=0.0, lambda_init=1.0, lambda_lr=0.5, window=64)
+    down = feed(h2, lambda g, n: -1.0 - torch.rand(n, generator=g), 40)
+    assert all(b < a for a, b in zip([1.0, *down], down, strict=False))
+    assert down[-1] > 0 and down[-1] < 1e-3  # log-parametrised: approaches 0, never negative
+
+
+def test_lambda_zero_gives_reward_only_advantages():
+    r = torch.tensor([1.0, 0.0, 2.0, 5.0])
+    c = torch.tensor([3.0, -1.0, 0.5, 9.0])
+    g = torch.tensor([0, 0, 1, 1])
+    h = handler("expected", lambda_init=0.0)
+    assert torch.equal(L.group_advantages(h.shaped_reward(r, c, g), g), L.group_advantages(r, g))
+    ro = handler("reward_only", lambda_init=3.0)
+    assert torch.equal(ro.shaped_reward(r, c, g), r)
+
+
+def test_rectified_zeroes_cost_gradient_of_safe_responses():
+    h = handler("rectified", threshold=0.0, lambda_init=2.0)
+    r = torch.tensor([1.0, 0.5, 0.2])
+    c = torch.tensor([-2.0, -0.1, 1.5], requires_grad=True)
+    shaped = h.shaped_reward(r, c, torch.zeros(3, dtype=torch.long))
+    (grad,) = torch.autograd.grad(shaped.sum(), c)
+    assert torch.equal(grad, torch.tensor([0.0, 0.0, -2.0]))
+    # all safe: exactly the reward for any lambda
+    safe_c = torch.tensor([-3.0, -1.0, 0.0])
+    for lam in (0.0, 1.0, 100.0):
+        h.lam = lam
+        assert torch.equal(h.shaped_reward(r, safe_c, torch.zeros(3, dtype=torch.long)), r)
+
+
+def test_rectified_lambda_never_decreases_with_zero_delta():
+    h = handler("rectified", lambda_init=0.5, lambda_lr=0.2, rectified_delta=0.0)
+    lams = feed(h, lambda g, n: torch.randn(n, generator=g), 20)
+    assert all(b >= a for a, b in zip([0.5, *lams], lams, strict=False)) and lams[-1] > 0.5
+    h2 = handler("rectified", lambda_init=0.5, lambda_lr=0.2, rectified_delta=0.0)
+    assert feed(h2, lambda g, n: -torch.rand(n, generator=g), 5)[-1] == 0.5  # nothing violates: no change
+
+
+def test_safety_compensation_example_rectified_vs_expected():
+    # design note §2 test 2: x1 actions (r, c) = (1, -2), (0, -2); x2: (1, +1), (0, -1); beta = 0.1
+    beta = 0.1
+
+    def best_p_unsafe_action(lam, rectified):
+        # closed-form optimum of E[R] + beta*entropy-like KL to uniform on x2's two actions
+        c1 = max(1.0, 0.0) if rectified else 1.0
+        c2 = 0.0 if rectified else -1.0
+        logits = torch.tensor([1.0 - lam * c1, 0.0 - lam * c2]) / beta
+        return float(torch.softmax(logits, 0)[0])
+
+    # RePO: pi(a1|x2) = sigma((1 - lam)/beta): below 1/2 iff lam > 1
+    assert best_p_unsafe_action(0.9, True) > 0.5 and best_p_unsafe_action(1.1, True) < 0.5
+    assert math.isclose(best_p_unsafe_action(2.0, True), 1 / (1 + math.exp(10.0)), rel_tol=1e-6)
+    # the expected constraint with mean cost over both prompts is already met by pi(a1|x2) ~ 1:
+    mean_cost = 0.5 * (-2.0) + 0.5 * (+1.0)
+    assert mean_cost < 0  # feasible on average although x2 is answered unsafely: the compensation effect
+
+
+def test_cvar_equals_tail_mean_known_cases():
+    c = torch.arange(1, 11, dtype=torch.float64)
+    assert cvar(c, 0.2) == pytest.approx(9.5)
+    assert cvar(c, 0.25) == pytest.approx((10 + 9 + 0.5 * 8) / 2.5)
+    assert cvar(c, 1.0) == pytest.approx(5.5)
+
+
+def test_cvar_ru_transformed_cost_mean_is_cvar_at_var():
+    torch.manual_seed(0)
+    c = torch.rand(10_000)
+    h = handler("cvar", cvar_alpha=0.9)
+    shaped_cost = h.transformed_cost(c, torch.zeros_like(c, dtype=torch.long))
+    # nu + E[(c - nu)^+]/0.1 at nu = VaR_0.9 of U(0,1) = CVaR = 0.95
+    assert float(shaped_cost.mean()) == pytest.approx(0.95, abs=0.01)
+    # alpha = 0: tail = 1, nu = min, transformed mean = E[c] (the expected constraint)
+    h0 = handler("cvar", cvar_alpha=0.0)
+    assert float(h0.transformed_cost(c, torch.zeros_like(c, dtype=torch.long)).mean()) == pytest.approx(
+        float(c.mean()), abs=1e-5)
+
+
+def test_cvar_lambda_dynamics_on_uniform_stream():
+    # design §3 test 3: tail 0.1 of U(0,1) has CVaR 0.95
+    h = handler("cvar", cvar_alpha=0.9, threshold=0.5, lambda_init=0.0, lambda_lr=0.1, window=640)
+    lams = feed(h, lambda g, n: torch.rand(n, generator=g), 20)
+    assert all(b > a for a, b in zip(lams, lams[1:], strict=False))
+    assert lams[-1] == pytest.approx(0.1 * 20 * 0.45, rel=0.15)
+    h2 = handler("cvar", cvar_alpha=0.9, threshold=1.0, lambda_init=0.0, lambda_lr=0.1, window=640)
+    assert feed(h2, lambda g, n: torch.rand(n, generator=g), 10)[-1] == 0.0
+
+
+def test_cvar_bandit_reaches_constrained_optimum():
+    # design §3 test 4: arm S (r .5, c 0), arm R (r 1, c 10 w.p. .1). CVaR_0.1 <= 2 -> p* = 0.2
+    torch.manual_seed(0)
+    h = handler("cvar", cvar_alpha=0.9, threshold=2.0, lambda_init=0.0, lambda_lr=0.02, window=4000)
+    logit = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([logit], lr=0.05)
+    ps = []
+    for step in range(1500):
+        p = torch.sigmoid(logit)
+        n = 512
+        arm_r = torch.rand(n) < p.detach()
+        cost = torch.where(arm_r & (torch.rand(n) < 0.1), 10.0, 0.0)
+        reward = torch.where(arm_r, 1.0, 0.5)
+        shaped = h.shaped_reward(reward, cost, torch.zeros(n, dtype=torch.long))
+        logp = torch.where(arm_r, torch.log(p), torch.log1p(-p))
+        loss = -((shaped - shaped.mean()) * logp).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        h.update(cost, torch.zeros(n, dtype=torch.long))
+        if step >= 1000:
+            ps.append(float(torch.sigmoid(logit)))
+    p_avg = sum(ps) / len(ps)
+    assert p_avg == pytest.approx(0.2, abs=0.03)
+    assert 10 * p_avg == pytest.approx(2.0, abs=0.3)
+
+
+def test_dual_step_sign_and_phase_length():
+    h = handler("dual", threshold=0.0, lambda_init=1.0, lambda_lr=0.5, dual_inner_steps=3)
+    hi = torch.full((8,), 2.0)
+    g = torch.zeros(8, dtype=torch.long)
+    h.update(hi, g)
+    h.update(hi, g)
+    assert h.lam == 1.0  # fixed during the inner phase
+    h.update(hi, g)
+    assert h.lam == pytest.approx(1.0 + 0.5 * 2.0)  # E[C] > d: lambda rises
+    lo = torch.full((8,), -4.0)
+    for _ in range(3):
+        h.update(lo, g)
+    assert h.lam == 0.0  # projected: max(0, 2 - 0.5*4)
+
+
+def test_dual_converges_on_bandit_with_exact_inner_maximiser():
+    # design §5 test 1: pi_lam(a2) = sigma(lam - 1) with r = (1, 0), g = (0, 1), b = 0.7 -> lam* = 1 + logit(0.7)
+    h = handler("dual", threshold=-0.7, lambda_init=0.0, lambda_lr=1.0, dual_inner_steps=1)
+    for _ in range(3000):
+        p2 = torch.sigmoid(torch.tensor(h.lam - 1.0))
+        expected_cost = -float(p2)  # c = -g
+        h.update(torch.tensor([expected_cost]), torch.zeros(1, dtype=torch.long))
+    assert h.lam == pytest.approx(1 + math.log(0.7 / 0.3), abs=0.05)
+
+
+def test_group_advantages():
+    r = torch.tensor([1.0, 1.0, 1.0, 0.0, 2.0, 4.0])
+    g = torch.tensor([0, 0, 0, 1, 1, 1])
+    a = L.group_advantages(r, g)
+    assert torch.equal(a[:3], torch.zeros(3))  # equal rewards: zero advantage
+    assert torch.allclose(a[3:], torch.tensor([-2.0, 0.0, 2.0]) / torch.tensor([0.0, 2.0, 4.0]).std() * 1, atol=1e-5)
+    loo = L.group_advantages(r, g, scale=False, leave_one_out=True)
+    assert torch.allclose(loo[3:], torch.tensor([0 - 3.0, 2 - 2.0, 4 - 1.0]))
+
+
+def test_clipped_policy_loss_and_kl():
+    logp = torch.log(torch.tensor([[0.5, 0.5]]))
+    old = torch.log(torch.tensor([[0.25, 0.5]]))  # ratio 2 on token 0, 1 on token 1
+    mask = torch.ones(1, 2)
+    loss, info = L.clipped_policy_loss(logp, old, torch.tensor([1.0]), mask, clip_eps=0.2)
+    assert float(loss) == pytest.approx(-(1.2 + 1.0) / 2)  # positive advantage: ratio clipped at 1.2
+    assert info["clip_frac"] == pytest.approx(0.5)
+    assert torch.equal(L.kl_k3(logp, logp), torch.zeros(1, 2))
+    assert bool((L.kl_k3(logp, old) >= 0).all())
+
+
+def test_gae_matches_hand_computation():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.5, 0.5]])
+    mask = torch.ones(1, 3)
+    adv, ret = L.gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    # lam = gamma = 1: advantage = return - value, return = 1 at every step
+    assert torch.allclose(adv, torch.tensor([[0.5, 0.5, 0.5]]))
+    assert torch.allclose(ret, torch.ones(1, 3))
+    adv0, _ = L.gae(rewards, values, mask, gamma=1.0, lam=0.0)  # one-step TD errors
+    assert torch.allclose(adv0, torch.tensor([[0.0, 0.0, 0.5]]))
