@@ -99,6 +99,13 @@ class ConstraintConfig(ConfigBase):
     cvar_anneal_steps: int = option(0, help="soft-risk schedule: anneal the tail from the mean to 1-alpha over N steps")
     dual_inner_steps: int = option(8, help="dual: policy steps at fixed lambda between two dual steps")
     dual_batches: int = option(1, help="dual: most recent batches whose costs estimate E[C] for the dual step")
+    hc_delta: float = option(0.05, help="pessimistic (HC-RLHF): failure probability of the later safety test")
+    hc_c1: float = option(1.0, help="pessimistic: inflation C1 of the training-window term t / sqrt(n_batch)")
+    hc_c2: float = option(1.0, help="pessimistic: inflation C2 of the safety-test term t / sqrt(n_safety)")
+    hc_n_safety: int = option(500, help="pessimistic: size of the held-out safety-test set (set from the split)")
+    hc_cost_transform: Literal["raw", "sigmoid", "clip"] = option(
+        "raw", help="pessimistic: constrained quantity; must match the safety test's (sigmoid = P(unsafe))")
+    hc_std_gradient: bool = option(False, help="pessimistic: add the gradient of the k*std term (HC-RLHF code)")
 
     def validate(self) -> None:
         known = set(ConstraintHandler.registry) | {"pessimistic"}
@@ -109,6 +116,7 @@ class ConstraintConfig(ConfigBase):
         require(self.window >= 1, "window must be >= 1")
         require(0.0 <= self.cvar_alpha < 1.0, "cvar_alpha must be in [0, 1)")
         require(self.dual_inner_steps >= 1 and self.dual_batches >= 1, "dual_inner_steps and dual_batches must be >= 1")
+        require(0 < self.hc_delta < 1 and self.hc_n_safety >= 2, "hc_delta must be in (0, 1), hc_n_safety >= 2")
 
 
 def build_handler(cfg: ConstraintConfig) -> ConstraintHandler:

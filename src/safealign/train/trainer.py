@@ -76,12 +76,20 @@ class RLTrainer:
         self.compute_dtype = hardware.resolve_dtype(cfg.dtype, self.device)
         _seed_everything(cfg.seed)
 
+        self.policy_source = cfg.model
         if policy is None or tokenizer is None:
             from safealign.models.loading import load_causal_lm, load_tokenizer
 
-            tokenizer = load_tokenizer(cfg.model)
+            if cfg.warmstart.enabled:
+                from safealign.train.sft import warmstarted_model
+
+                self.policy_source = warmstarted_model(
+                    cfg.model, cfg.warmstart, cfg.seed, cfg.dtype, self.device, cfg.lora.r, cfg.lora.alpha,
+                    cfg.lora.target_modules)
+                log(f"warm-started policy (also the RL reference): {self.policy_source}")
+            tokenizer = load_tokenizer(self.policy_source)
             # LoRA: frozen base weights in the compute dtype; full fine-tuning keeps fp32 master weights.
-            policy = load_causal_lm(cfg.model, dtype="float32" if not cfg.lora.enabled else cfg.dtype,
+            policy = load_causal_lm(self.policy_source, dtype="float32" if not cfg.lora.enabled else cfg.dtype,
                                     device=self.device)
         self.tokenizer = tokenizer
         self.ref_model = None
@@ -241,14 +249,14 @@ class RLTrainer:
                     vl = L.value_loss(v, old_values[idx, :t], adv["returns"][idx, :t], m[..., None].expand_as(v),
                                       cfg.value_clip)
                     loss = loss + vl
-                    stats["value_loss"] += float(vl) * float(m.sum() / n_tokens)
+                    stats["value_loss"] += float(vl.detach()) * float(m.sum() / n_tokens)
                 weight = m.sum() / n_tokens  # token-mean over the whole batch across minibatches
                 if not torch.isfinite(loss):
                     self.optimizer.zero_grad(set_to_none=True)
                     raise NonFiniteStep(f"loss is {float(loss)}")
                 self.accelerator.backward(loss * weight)
                 stats["loss"] += float(loss.detach()) * float(weight)
-                stats["kl"] += float(kl) * float(weight)
+                stats["kl"] += float(kl.detach()) * float(weight)
                 stats["clip_frac"] += info["clip_frac"] * float(weight)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -324,7 +332,7 @@ class RLTrainer:
                 self._tb.close()
         wall = time.perf_counter() - t0
         self.save_checkpoint()
-        summary = {"steps": self.step, "wall_seconds": wall, "completions_per_second": completions / max(wall, 1e-9),
+        summary = {"steps": self.step, "wall_seconds": wall, "policy_source": self.policy_source, "completions_per_second": completions / max(wall, 1e-9),
                    "last": last, "policy_dir": str(self.save_policy(self.out_dir / "model"))}
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary

@@ -1,0 +1,98 @@
+"""The RL trainer on a tiny model with fake scorers: logs, checkpoints, exact resume, failure handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.fake_scorers import NaNScorer
+from tests.train_run import make_trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def final_weights(out_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = out_dir / "checkpoints" / (out_dir / "checkpoints" / "latest").read_text().strip()
+    return load_file(str(ckpt / "trainable.safetensors"))
+
+
+def test_two_steps_log_checkpoint_and_policy(tmp_path):
+    tr = make_trainer(str(tmp_path / "run"), steps=2)
+    before = {k: v.clone() for k, v in tr.policy.named_parameters() if v.requires_grad}
+    summary = tr.train()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("reward", "cost", "constraint/lambda", "kl", "violating_prompts", "entropy", "tokens_per_second"):
+        assert key in rows[-1]
+    after = dict(tr.policy.named_parameters())
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the adapter really trained
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").exists()
+    assert (tmp_path / "run" / "config.yaml").exists() and summary["steps"] == 2
+
+
+def test_resume_reaches_the_same_result(tmp_path):
+    make_trainer(str(tmp_path / "full"), steps=4).train()
+    make_trainer(str(tmp_path / "split"), steps=2).train()
+    make_trainer(str(tmp_path / "split"), steps=4).train(resume=True)
+    a, b = final_weights(tmp_path / "full"), final_weights(tmp_path / "split")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    rows = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "train_run.py"), str(out), "6", "fresh"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "checkpoints" / "step-000002").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoints" / "latest").exists(), "no checkpoint was written before the kill"
+    # only whole checkpoints exist (temporary folders may remain, but are never 'latest')
+    assert not (out / "checkpoints" / "latest").read_text().startswith(".tmp")
+    subprocess.run([sys.executable, str(ROOT / "tests" / "train_run.py"), str(out), "6", "resume"], env=env,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    make_trainer(str(tmp_path / "straight"), steps=6).train()
+    a, b = final_weights(tmp_path / "straight"), final_weights(out)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+
+
+def test_non_finite_scores_skip_steps_then_abort(tmp_path):
+    from safealign.train.trainer import TrainingError
+
+    tr = make_trainer(str(tmp_path / "nan"), steps=5, cost=NaNScorer(), max_bad_steps=2)
+    before = {k: v.clone() for k, v in tr.policy.named_parameters() if v.requires_grad}
+    with pytest.raises(TrainingError, match="non-finite"):
+        tr.train()
+    for k, v in tr.policy.named_parameters():
+        if v.requires_grad:
+            assert torch.equal(before[k], v), "weights changed although every step was skipped"
+
+
+@pytest.mark.parametrize("method", ["expected", "cvar", "dual", "pessimistic", "reward_only"])
+def test_every_method_runs_a_step(tmp_path, method):
+    tr = make_trainer(str(tmp_path / method), steps=1, method=method, checkpoint_every=0)
+    tr.train()
+    assert "constraint/lambda" in json.loads((tmp_path / method / "log.jsonl").read_text().splitlines()[-1])
+
+
+def test_ppo_estimator_with_critics(tmp_path):
+    tr = make_trainer(str(tmp_path / "ppo"), steps=2, estimator="ppo", checkpoint_every=0)
+    tr.train()
+    row = json.loads((tmp_path / "ppo" / "log.jsonl").read_text().splitlines()[-1])
+    assert row["value_loss"] > 0
