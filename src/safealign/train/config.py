@@ -64,7 +64,7 @@ class WarmStartConfig(ConfigBase):
     lr: float = option(2e-4, help="learning rate (LoRA)")
     refusals: int = option(240, help="harmful instruction -> refusal examples (safety-refusals, train split)")
     safe_answers: int = option(160, help="PKU prompt -> its safe response examples (train split)")
-    self_distill: int = option(160, help="benign prompts answered by the base model itself (alpaca, train split)")
+    self_distill: int = option(96, help="benign prompts answered by the base model itself (alpaca, train split)")
     max_length: int = option(256, help="tokens per example (prompt + response), longer ones are truncated")
 
     def validate(self) -> None:

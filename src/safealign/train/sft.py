@@ -46,7 +46,7 @@ def warmstart_examples(cfg: WarmStartConfig, engine: HFEngine, seed: int, split:
         benign = [r for r in load_dataset("alpaca", split=split) if len(r.text) <= max_prompt_chars]
         rng.shuffle(benign)
         prompts = [r.messages for r in benign[: cfg.self_distill]]
-        outs = engine.generate(prompts, SamplingConfig(max_new_tokens=128, temperature=0.7, seed=seed,
+        outs = engine.generate(prompts, SamplingConfig(max_new_tokens=96, temperature=0.7, seed=seed,
                                                        batch_size=32), progress=True)
         examples += [(p, row[0].text) for p, row in zip(prompts, outs, strict=True) if row[0].text.strip()]
     rng.shuffle(examples)

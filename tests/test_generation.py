@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from safealign.data.records import user_prompt
+from safealign.generation import HFEngine, SamplingConfig
+from safealign.generation.engine import sample_next
+
+PROMPTS = [user_prompt("Hi"), user_prompt("Write a much longer prompt about the history of the Roman empire, please.")]
+
+
+def teacher_forced_logprobs(engine: HFEngine, prompt_ids: list[int], gen_ids: list[int]) -> torch.Tensor:
+    full = torch.tensor([prompt_ids + gen_ids])
+    with torch.no_grad():
+        logp = engine.model(full).logits.float().log_softmax(-1)
+    return logp[0, len(prompt_ids) - 1:-1].gather(-1, full[0, len(prompt_ids):, None]).squeeze(-1)
+
+
+def test_shapes_and_logprobs_match_teacher_forcing(tiny_llama, smol_tokenizer):
+    engine = HFEngine(tiny_llama, smol_tokenizer)
+    cfg = SamplingConfig(max_new_tokens=12, n=3, temperature=1.0, top_p=1.0, batch_size=4)
+    out = engine.generate(PROMPTS, cfg)
+    assert [len(row) for row in out] == [3, 3]
+    enc = engine.encode(PROMPTS, cfg)
+    for i, row in enumerate(out):
+        for g in row:
+            assert g.prompt_index == i and 1 <= g.num_tokens <= 12
+            assert len(g.logprobs) == g.num_tokens
+            ref = teacher_forced_logprobs(engine, enc[i], g.token_ids)
+            torch.testing.assert_close(torch.tensor(g.logprobs), ref, atol=2e-4, rtol=0)
+    assert engine.last_stats.new_tokens == sum(g.num_tokens for row in out for g in row)
+
+
+def test_greedy_is_independent_of_batch_padding(tiny_llama, smol_tokenizer):
+    engine = HFEngine(tiny_llama, smol_tokenizer)
+    cfg = SamplingConfig(max_new_tokens=10, temperature=0.0)
+    together = engine.generate(PROMPTS, cfg)
+    alone = [engine.generate([p], cfg)[0] for p in PROMPTS]
+    for a, b in zip(together, alone, strict=True):
+        assert a[0].token_ids == b[0].token_ids
+
+
+def test_greedy_matches_transformers_generate(tiny_llama, smol_tokenizer):
+    engine = HFEngine(tiny_llama, smol_tokenizer)
+    cfg = SamplingConfig(max_new_tokens=8, temperature=0.0)
+    ours = engine.generate(PROMPTS[:1], cfg)[0][0]
+    ids = torch.tensor([engine.encode(PROMPTS[:1], cfg)[0]])
+    ref = tiny_llama.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
+                              pad_token_id=smol_tokenizer.pad_token_id)
+    assert ours.token_ids == ref[0, ids.shape[1]:].tolist()[: ours.num_tokens]
+
+
+def test_seed_determinism_and_variation(tiny_llama, smol_tokenizer):
+    engine = HFEngine(tiny_llama, smol_tokenizer)
+    cfg = SamplingConfig(max_new_tokens=10, n=2, temperature=1.0, seed=3)
+    a = engine.generate(PROMPTS, cfg)
+    b = engine.generate(PROMPTS, cfg)
+    assert [[g.token_ids for g in r] for r in a] == [[g.token_ids for g in r] for r in b]
+    c = engine.generate(PROMPTS, SamplingConfig(max_new_tokens=10, n=2, temperature=1.0, seed=4))
+    assert [[g.token_ids for g in r] for r in a] != [[g.token_ids for g in r] for r in c]
+
+
+def test_eos_stops_and_is_kept_in_ids(smol_tokenizer):
+    from tests.conftest import make_tiny_llama
+
+    model = make_tiny_llama(smol_tokenizer)
+    with torch.no_grad():  # make EOS overwhelmingly likely after any token
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[smol_tokenizer.eos_token_id].fill_(0.0)
+        model.model.norm.weight.fill_(1.0)
+    eos = smol_tokenizer.eos_token_id
+    bias = torch.full((model.config.vocab_size,), -50.0)
+    bias[eos] = 50.0
+    model.lm_head.bias = torch.nn.Parameter(bias)
+    engine = HFEngine(model, smol_tokenizer)
+    g = engine.generate(PROMPTS[:1], SamplingConfig(max_new_tokens=5, temperature=1.0))[0][0]
+    assert g.finish_reason == "eos" and g.token_ids == [eos] and g.text == ""
+
+
+def test_prefix_continuation(tiny_llama, smol_tokenizer):
+    engine = HFEngine(tiny_llama, smol_tokenizer)
+    cfg = SamplingConfig(max_new_tokens=6, temperature=0.0)
+    base = engine.generate(PROMPTS[:1], SamplingConfig(max_new_tokens=12, temperature=0.0))[0][0]
+    head = smol_tokenizer.decode(base.token_ids[:6])
+    cont = engine.generate(PROMPTS[:1], cfg, prefixes=[head])[0][0]
+    assert (head + cont.text).startswith(head)
+    with pytest.raises(ValueError, match="prefixes"):
+        engine.generate(PROMPTS, cfg, prefixes=["x"])
+
+
+def test_top_k_and_top_p_filtering():
+    logits = torch.tensor([[5.0, 4.0, 0.0, -1.0]])
+    gen = torch.Generator().manual_seed(0)
+    picks = {int(sample_next(logits, SamplingConfig(top_k=2, temperature=1.0), gen)) for _ in range(200)}
+    assert picks <= {0, 1}
+    # probs ~ [0.73, 0.27, ...]: top_p=0.5 keeps only the first token
+    picks = {int(sample_next(logits, SamplingConfig(top_p=0.5, temperature=1.0), gen)) for _ in range(50)}
+    assert picks == {0}
+    assert int(sample_next(logits, SamplingConfig(temperature=0.0), gen)) == 0
+
+
+@pytest.mark.parametrize("bad", [{"temperature": -1}, {"top_p": 0}, {"n": 0}, {"max_new_tokens": 0}])
+def test_sampling_config_validation(bad):
+    from safealign.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        SamplingConfig(**bad)
