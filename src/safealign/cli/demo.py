@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=DEMO_CONFIG, help="align config of the demo (YAML)")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
     p.add_argument("--eval-limit", type=int, default=0, help="cap prompts per suite group (0: the demo defaults)")
-    p.add_argument("--quick", action="store_true", help="base model answers only (5 AdvBench + 5 Alpaca prompts)")
+    p.add_argument("--quick", action="store_true", help="stop after the base model's answers to 5 AdvBench and "
+                                                        "5 Alpaca prompts (no training)")
     p.set_defaults(func=run)
 
 
@@ -48,8 +49,8 @@ def _eval_config(limit: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    _show_base_answers()  # the problem we fix: the base model complies with harmful requests
     if args.quick:
-        _show_base_answers()
         return 0
     from safealign.evaluate.report import write_report
     from safealign.evaluate.runner import evaluate
