@@ -502,10 +502,11 @@ def test_build_judges_uses_scoring_defaults(monkeypatch) -> None:
 
 
 def test_missing_scorers_error_when_asked(monkeypatch) -> None:
-    from safealign import scoring
     from safealign.evaluate import JudgeConfig, JudgeError, build_judges
+    from safealign.evaluate import judges as judges_module
 
-    monkeypatch.delattr(scoring, "default_scorer", raising=False)
+    # an install whose scoring package lacks the default scorers
+    monkeypatch.setattr(judges_module, "_scoring_api", lambda: (None, None))
     with pytest.raises(JudgeError, match="default_scorer"):
         build_judges(JudgeConfig(refusal="patterns", harm=["judge"], on_missing="error"))
     with pytest.raises(JudgeError, match="unknown harm judge"):

@@ -9,7 +9,7 @@ from safealign import __version__
 from safealign.config import ConfigError, SuggestingArgumentParser
 
 # Each module defines register(subparsers) and sets a ``func(args) -> int`` default on its parser.
-COMMAND_MODULES = ["demo", "align", "models", "data", "generate", "certify", "eval", "report"]
+COMMAND_MODULES = ["demo", "align", "models", "data", "generate", "train_scorer", "certify", "eval", "report"]
 
 
 def build_parser() -> SuggestingArgumentParser:

@@ -22,16 +22,26 @@ PromptLike = str | list[Message]
 
 @dataclass
 class Scores:
-    """Per-pair scores. mean, std: float arrays of shape [N]; std is 0 for single models."""
+    """Per-pair scores. mean, std: float arrays of shape [N]; std is 0 for single models.
+
+    members: optional [N, K] scores of the K ensemble members / heads (for worst-case or other
+    aggregations than the mean, e.g. conservative best-of-N).
+    """
 
     mean: np.ndarray
     std: np.ndarray
+    members: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.mean = np.asarray(self.mean, dtype=np.float64)
         self.std = np.asarray(self.std, dtype=np.float64)
         if self.mean.shape != self.std.shape:
             raise ValueError(f"mean {self.mean.shape} and std {self.std.shape} differ in shape")
+        if self.members is not None:
+            self.members = np.asarray(self.members, dtype=np.float64)
+            if self.members.ndim != 2 or self.members.shape[0] != self.mean.shape[0]:
+                raise ValueError(f"members must have shape [N, K] with N = {self.mean.shape[0]}, "
+                                 f"got {self.members.shape}")
 
     def __len__(self) -> int:
         return len(self.mean)

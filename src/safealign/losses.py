@@ -1,0 +1,120 @@
+"""All training losses of safealign in one readable module (OpenRLHF ``models/loss.py`` style).
+
+Conventions: tensor shapes are written next to every argument; ``reduction="mean"`` (default) returns a
+scalar averaged over the items that carry weight, ``reduction="none"`` the per-item losses (zeros where
+an item has no term). Reward: higher is more helpful. Cost: ``cost > 0`` means unsafe, so 0 is the
+decision threshold and ``sigmoid(cost)`` reads as P(unsafe).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Reduction = Literal["mean", "none"]
+
+
+def _reduce(values: torch.Tensor, weight: torch.Tensor | None, reduction: Reduction) -> torch.Tensor:
+    """values [N] -> scalar weighted mean (weight [N] or None = uniform), or ``values * weight`` [N]."""
+    if reduction == "none":
+        return values if weight is None else values * weight.to(values.dtype)
+    if weight is None:
+        return values.mean() if values.numel() else values.sum()
+    weight = weight.to(values.dtype)
+    return (values * weight).sum() / weight.sum().clamp(min=1e-8)
+
+
+# =====================================================================================================
+# Preference-model losses: reward (Bradley-Terry), cost (Safe RLHF), severity (ordinal), prefix scoring
+# =====================================================================================================
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | float = 0.0,
+                       weight: torch.Tensor | None = None, reduction: Reduction = "mean") -> torch.Tensor:
+    """Reward-model loss ``-log sigmoid(r(chosen) - r(rejected) - margin)``.
+
+    chosen, rejected: [B] scores of the preferred / dispreferred response of each pair.
+    margin: scalar or [B] (Llama-2 style preference strength; 0 = plain Bradley-Terry).
+    weight: optional [B] per-pair weights (0 drops a pair, e.g. a row that is not a pair).
+    """
+    return _reduce(-F.logsigmoid(chosen - rejected - margin), weight, reduction)
+
+
+def cost_sign_loss(cost: torch.Tensor, sign: torch.Tensor, weight: torch.Tensor | None = None,
+                   reduction: Reduction = "mean") -> torch.Tensor:
+    """Safe RLHF sign term ``-log sigmoid(s * c(y))``, s = +1 for a response labelled unsafe, -1 for safe.
+
+    cost: [N]; sign: [N] in {+1, -1, 0}, 0 = no label (HH pairs carry none): the item gets no term and
+    no weight in the mean. This term is what makes ``cost > 0 <=> unsafe`` hold, i.e. gives the threshold
+    0 its meaning; the pairwise term alone is invariant to shifting all costs.
+    """
+    known = (sign != 0).to(cost.dtype)  # [N]
+    if weight is not None:
+        known = known * weight.to(cost.dtype)
+    per_item = -F.logsigmoid(sign.to(cost.dtype) * cost)  # [N]
+    if reduction == "mean" and known.sum() == 0:
+        return cost.sum() * 0  # keeps the graph; nothing labelled in this batch
+    return _reduce(per_item, known, reduction)
+
+
+def safe_rlhf_cost_loss(cost_safer: torch.Tensor, cost_unsafer: torch.Tensor, sign_safer: torch.Tensor,
+                        sign_unsafer: torch.Tensor, sign_weight: float = 1.0, is_pair: torch.Tensor | None = None,
+                        weight: torch.Tensor | None = None, reduction: Reduction = "mean") -> torch.Tensor:
+    """The Safe RLHF cost-model loss (Dai et al. 2023; PKU-Alignment/safe-rlhf ``safe_rlhf/values/cost``).
+
+        L_i = -log sigmoid(c(unsafer_i) - c(safer_i))
+              - w_s * [ log sigmoid(s(safer_i) c(safer_i)) + log sigmoid(s(unsafer_i) c(unsafer_i)) ]
+
+    cost_safer, cost_unsafer: [B] costs of the safer / less safe response of each row.
+    sign_safer, sign_unsafer: [B] in {+1 unsafe, -1 safe, 0 unknown}; an unknown sign drops its term.
+    is_pair: [B] bool/float, 0 for rows that are a single labelled response in ``*_safer`` (no pairwise
+    term; give its ``sign_unsafer`` 0). weight: [B] row weights (e.g. bootstrap). With all labels present
+    and w_s = 1 this is exactly the paper's per-pair loss, averaged over rows.
+    """
+    pair = torch.ones_like(cost_safer) if is_pair is None else is_pair.to(cost_safer.dtype)  # [B]
+    per_row = (pair * -F.logsigmoid(cost_unsafer - cost_safer)
+               + sign_weight * (cost_sign_loss(cost_safer, sign_safer, reduction="none")
+                                + cost_sign_loss(cost_unsafer, sign_unsafer, reduction="none")))  # [B]
+    return _reduce(per_row, weight, reduction)
+
+
+def ordinal_severity_loss(score: torch.Tensor, thresholds: torch.Tensor, level: torch.Tensor,
+                          reduction: Reduction = "mean") -> torch.Tensor:
+    """Cumulative-link (ordinal logistic) loss for levels 0 (none) < 1 minor < 2 moderate < 3 severe.
+
+    score: [N] one latent severity per response; thresholds: [K] increasing cut points (K = levels - 1);
+    level: [N] long in 0..K, or -1 where unknown (no term). P(level > k) = sigmoid(score - thresholds[k]);
+    one binary cross-entropy per cut point, so predicting "minor" for "severe" costs more than
+    predicting "moderate".
+    """
+    known = (level >= 0).to(score.dtype)  # [N]
+    logits = score[:, None] - thresholds[None, :]  # [N, K]
+    cuts = torch.arange(thresholds.numel(), device=score.device)  # [K]
+    targets = (level[:, None] > cuts[None, :]).to(logits.dtype)  # [N, K]
+    per_item = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)  # [N]
+    if reduction == "mean" and known.sum() == 0:
+        return score.sum() * 0
+    return _reduce(per_item, known, reduction)
+
+
+def ordered_thresholds(raw: torch.Tensor) -> torch.Tensor:
+    """Free parameters [K] -> strictly increasing cut points: t_0 = raw_0, t_k = t_{k-1} + softplus(raw_k)."""
+    return torch.cat([raw[:1], raw[:1] + torch.cumsum(F.softplus(raw[1:]), 0)])
+
+
+def ordinal_predict(score: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Predicted level [N] (long) from latent scores [N]: how many cut points the score exceeds, i.e. the
+    levels k with P(level > k) > 0.5 (the median of the cumulative-link distribution)."""
+    return (score[:, None] > thresholds[None, :]).sum(-1)
+
+
+def prefix_consistency_loss(prefix_score: torch.Tensor, final_score: torch.Tensor,
+                            weight: torch.Tensor | None = None, reduction: Reduction = "mean") -> torch.Tensor:
+    """Process scoring (CD-FUDGE style): a prefix's score regresses onto the finished response's score.
+
+    prefix_score: [N] scores of truncated responses; final_score: [N] scores of the full responses,
+    detached so the full-response estimate is the teacher and is not pulled towards the noisier prefix.
+    """
+    return _reduce((prefix_score - final_score.detach()) ** 2, weight, reduction)

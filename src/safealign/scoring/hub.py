@@ -1,0 +1,73 @@
+"""Find or build scorers by name: ``load_scorer(path_or_name)`` and ``default_scorer(kind, variant)``.
+
+Default scorers live in ``$SAFEALIGN_HOME/scorers/<kind>-<variant>`` and are trained on first use with
+the shipped default config. The ``judge`` variant is the evaluation's held-out judge: another seed, the
+other hash half of the training rows, and a split salt of its own, so it does not share the policy
+scorer's training data (see docs/scorers.md for what that does and does not guarantee).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from safealign import paths
+from safealign.config import merge_dotted
+from safealign.scoring.base import Scorer
+from safealign.scoring.scorer import ModelScorer
+
+log = logging.getLogger("safealign.scoring")
+
+# Overrides of the shipped default config per variant (dotted keys, as on the command line).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "policy": {"data.train_half": "a"},
+    "judge": {"data.train_half": "b", "train.seed": 1},
+    "full": {},
+}
+
+
+def scorer_dir(kind: str, variant: str = "policy") -> Path:
+    return paths.home() / "scorers" / f"{kind}-{variant}"
+
+
+def variant_config(kind: str, variant: str = "policy") -> Any:
+    """The training config of a named variant: the shipped default plus the variant's overrides."""
+    from safealign.scoring.train import ScorerTrainConfig
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown scorer variant '{variant}'; known: {', '.join(VARIANTS)}")
+    base = ScorerTrainConfig.default(kind).to_dict()
+    merged = merge_dotted(base, {**VARIANTS[variant], "output": str(scorer_dir(kind, variant))})
+    return ScorerTrainConfig.from_dict(merged, where=f"default {kind} scorer, variant {variant}")
+
+
+def load_scorer(path_or_name: str | Path, *, device: str | None = None, batch_size: int = 32) -> Scorer:
+    """A saved scorer from a directory, or a default one by name: ``cost``, ``reward-judge``, ``cost-policy``..."""
+    p = Path(path_or_name).expanduser()
+    if p.is_dir():
+        return ModelScorer.load(p, device=device, batch_size=batch_size)
+    name = str(path_or_name)
+    kind, _, variant = name.partition("-")
+    if kind in ("reward", "cost") and (variant or "policy") in VARIANTS:
+        return default_scorer(kind, variant or "policy", device=device, batch_size=batch_size)  # type: ignore[arg-type]
+    raise FileNotFoundError(f"'{name}' is neither a scorer directory nor a default scorer name "
+                            f"(reward|cost)[-{'|'.join(VARIANTS)}]")
+
+
+def default_scorer(kind: str, variant: str = "policy", *, device: str | None = None, batch_size: int = 32,
+                   train_if_missing: bool = True) -> Scorer:
+    """The default ``kind`` scorer of ``variant``; trained with the default config if not there yet."""
+    if kind not in ("reward", "cost"):
+        raise ValueError(f"kind must be 'reward' or 'cost', got {kind!r}")
+    out = scorer_dir(kind, variant)
+    if not (out / "scorer_config.json").exists():
+        if not train_if_missing or os.environ.get("SAFEALIGN_NO_TRAIN"):
+            raise FileNotFoundError(f"no {kind} scorer at {out}; train it with `safealign train-scorer {kind} "
+                                    f"--variant {variant}`")
+        from safealign.scoring.train import train_scorer
+
+        log.warning("no %s scorer at %s: training it with the default config (a few minutes on CPU)", kind, out)
+        train_scorer(variant_config(kind, variant), device=device)
+    return ModelScorer.load(out, device=device, batch_size=batch_size)

@@ -1,0 +1,306 @@
+"""Reward / cost models: losses on hand-computed cases, calibration metrics, ensembles, save / load,
+prefix scoring and a tiny end-to-end training run (random tiny trunks, real tokenizers)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from safealign import losses
+from safealign.scoring.base import Scorer, Scores, ScoringError
+from safealign.scoring.calibration import auroc, expected_calibration_error, fit_temperature
+from safealign.scoring.data import Example, add_prefixes, at_fraction, truncate_words
+from safealign.scoring.ensemble import MemberEnsemble, combine
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared CPU two OpenMP threads can be 50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def nlsig(x: float) -> float:
+    """-log sigmoid(x), by hand."""
+    return math.log1p(math.exp(-x))
+
+
+# ------------------------------------------------------------------------------------------- losses
+def test_bradley_terry_hand_computed():
+    loss = losses.bradley_terry_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]))
+    assert loss.item() == pytest.approx((nlsig(1.0) + nlsig(0.0)) / 2, abs=1e-6)
+    with_margin = losses.bradley_terry_loss(torch.tensor([1.0]), torch.tensor([0.0]), margin=1.0)
+    assert with_margin.item() == pytest.approx(math.log(2), abs=1e-6)
+    weighted = losses.bradley_terry_loss(torch.tensor([1.0, -5.0]), torch.tensor([0.0, 0.0]),
+                                         weight=torch.tensor([1.0, 0.0]))
+    assert weighted.item() == pytest.approx(nlsig(1.0), abs=1e-6)
+
+
+def test_cost_sign_convention():
+    # +1 = labelled unsafe, -1 = labelled safe, 0 = no label (skipped, not counted in the mean)
+    cost = torch.tensor([2.0, -1.0, 5.0], requires_grad=True)
+    loss = losses.cost_sign_loss(cost, torch.tensor([1, -1, 0]))
+    assert loss.item() == pytest.approx((nlsig(2.0) + nlsig(1.0)) / 2, abs=1e-6)
+    loss.backward()
+    assert cost.grad[0] < 0  # unsafe: descending the loss raises the cost
+    assert cost.grad[1] > 0  # safe: descending the loss lowers the cost
+    assert cost.grad[2] == 0
+    # a safe response with a positive cost is penalised as much as an unsafe one with the same negative cost
+    wrong_safe = losses.cost_sign_loss(torch.tensor([3.0]), torch.tensor([-1]))
+    wrong_unsafe = losses.cost_sign_loss(torch.tensor([-3.0]), torch.tensor([1]))
+    assert wrong_safe.item() == pytest.approx(nlsig(-3.0)) == wrong_unsafe.item()
+    empty = losses.cost_sign_loss(torch.tensor([1.0], requires_grad=True), torch.tensor([0]))
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+def test_safe_rlhf_cost_loss_hand_computed():
+    safer, unsafer = torch.tensor([-1.0]), torch.tensor([2.0])
+    full = losses.safe_rlhf_cost_loss(safer, unsafer, torch.tensor([-1]), torch.tensor([1]))
+    assert full.item() == pytest.approx(nlsig(3.0) + nlsig(1.0) + nlsig(2.0), abs=1e-6)
+    # HH pairs: no labels -> the pairwise term only
+    hh = losses.safe_rlhf_cost_loss(safer, unsafer, torch.tensor([0]), torch.tensor([0]))
+    assert hh.item() == pytest.approx(nlsig(3.0), abs=1e-6)
+    # a single labelled response (is_pair 0): its sign term only
+    single = losses.safe_rlhf_cost_loss(safer, torch.tensor([99.0]), torch.tensor([-1]), torch.tensor([0]),
+                                        is_pair=torch.tensor([0.0]))
+    assert single.item() == pytest.approx(nlsig(1.0), abs=1e-6)
+    # swapping which response is safer makes the pairwise term wrong-signed
+    flipped = losses.safe_rlhf_cost_loss(unsafer, safer, torch.tensor([0]), torch.tensor([0]))
+    assert flipped.item() == pytest.approx(nlsig(-3.0), abs=1e-6)
+
+
+def test_ordinal_severity_loss_and_prediction():
+    thresholds = torch.tensor([-1.0, 0.0, 1.0])
+    loss = losses.ordinal_severity_loss(torch.tensor([0.0, 7.0]), thresholds, torch.tensor([2, -1]))
+    # level 2: targets (>0, >1, >2) = (1, 1, 0) at logits (1, 0, -1); the unknown level is skipped
+    assert loss.item() == pytest.approx(nlsig(1.0) + math.log(2) + nlsig(1.0), abs=1e-5)
+    assert losses.ordinal_predict(torch.tensor([-2.0, -0.5, 0.5, 3.0]), thresholds).tolist() == [0, 1, 2, 3]
+    t = losses.ordered_thresholds(torch.tensor([0.3, -4.0, 2.0]))
+    assert torch.all(t[1:] > t[:-1])
+
+
+def test_prefix_consistency_is_one_sided():
+    prefix = torch.tensor([1.0], requires_grad=True)
+    final = torch.tensor([3.0], requires_grad=True)
+    loss = losses.prefix_consistency_loss(prefix, final)
+    loss.backward()
+    assert loss.item() == pytest.approx(4.0)
+    assert final.grad is None and prefix.grad.item() == pytest.approx(-4.0)
+
+
+# --------------------------------------------------------------------------------------- calibration
+def test_auroc_ece_temperature():
+    assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert math.isnan(auroc(np.array([0.1, 0.2]), np.array([1, 1])))
+    assert expected_calibration_error(np.array([0.05, 0.95]), np.array([0, 1]), bins=10) == pytest.approx(0.05)
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(0, 2, 20000)
+    label = (rng.random(20000) < 1 / (1 + np.exp(-true_logit))).astype(float)
+    assert fit_temperature(3.0 * true_logit, label) == pytest.approx(3.0, rel=0.08)  # over-confident x3
+
+
+# ------------------------------------------------------------------------------------------- data
+def test_prefixes_keep_labels_and_cut_words():
+    assert truncate_words("one two  three four", 0.5) == "one two"
+    assert truncate_words("single", 0.2) == "single"
+    rows = [Example([{"role": "user", "content": "q"}], "a b c d e f g h", "u v w x y z", -1, 1)]
+    aug = add_prefixes(rows, 2, 0.15, seed=0)
+    assert len(aug) == 3
+    for e in aug[1:]:
+        assert e.fraction < 1 and e.full_a == rows[0].a and (e.sign_a, e.sign_b) == (-1, 1)
+        assert rows[0].a.startswith(e.a) and len(e.a) < len(rows[0].a)
+    half = at_fraction(rows, 0.5)[0]
+    assert half.a == "a b c d" and half.b == "u v w"
+
+
+# ---------------------------------------------------------------------------------- tiny models
+@pytest.fixture(scope="module")
+def minilm_dir() -> Path:
+    from safealign.models.loading import resolve
+
+    return Path(resolve("all-minilm-l6-v2"))
+
+
+def make_tiny_bert(out: Path, tok_dir: Path, seed: int = 0) -> Path:
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, type_vocab_size=2)
+    BertModel(cfg).save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory, minilm_dir) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_dir)
+
+
+def build(kind: str, trunk: Path, heads: int = 3, **backbone):
+    from safealign.scoring.backbones import Backbone, BackboneConfig
+    from safealign.scoring.model import ScoreModel, ScorerMeta
+
+    bcfg = BackboneConfig(name=str(trunk), **backbone)
+    bb = Backbone.from_pretrained(str(trunk), bcfg)
+    meta = ScorerMeta(kind=kind, arch=bb.arch, base_model=str(trunk), num_heads=heads, head_hidden=8,
+                      feature_dim=bb.feature_dim, backbone={**bcfg.to_dict(), "pool_layers": bb.layers})
+    torch.manual_seed(1)
+    return ScoreModel(bb, meta, severity=True).eval()
+
+
+PROMPTS = ["How do I bake bread?", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                                    {"role": "user", "content": "How do I pick a lock?"}]]
+RESPONSES = ["Mix flour, water and yeast, then bake for 40 minutes.", "I'm sorry, I can't help with that."]
+
+
+@pytest.mark.parametrize("arch", ["encoder", "causal"])
+def test_save_load_round_trip_and_shapes(arch, tmp_path, tiny_bert_dir, tiny_llama_dir):
+    from safealign.scoring.hub import load_scorer
+    from safealign.scoring.scorer import ModelScorer
+
+    trunk = tiny_bert_dir if arch == "encoder" else tiny_llama_dir
+    model = build("cost", trunk)
+    assert model.backbone.arch == arch
+    model.meta.norm_std = 2.0  # a fitted temperature travels with the checkpoint
+    scorer = ModelScorer(model, device="cpu")
+    before = scorer.score(PROMPTS, RESPONSES)
+    assert before.mean.shape == before.std.shape == (2,) and before.members.shape == (2, 3)
+    np.testing.assert_allclose(before.mean, before.members.mean(1))
+    np.testing.assert_allclose(before.std, before.members.std(1, ddof=1))
+    prefixes = scorer.score_prefixes(PROMPTS * 2, ["Mix", "Mix flour,", "I'm", "I'm sorry, I"])
+    assert prefixes.mean.shape == (4,) and prefixes.members.shape == (4, 3)
+    assert scorer.severity(PROMPTS, RESPONSES).shape == (2,)
+    scorer.save(tmp_path / "s")
+    assert (tmp_path / "s" / "config.json").exists() and (tmp_path / "s" / "model.safetensors").exists()
+    meta = json.loads((tmp_path / "s" / "scorer_config.json").read_text())
+    assert meta["kind"] == "cost" and "cost > 0" in meta["sign_convention"] and meta["norm_std"] == 2.0
+    again = load_scorer(tmp_path / "s", device="cpu")
+    after = again.score(PROMPTS, RESPONSES)
+    np.testing.assert_allclose(after.mean, before.mean, atol=1e-4)
+    np.testing.assert_allclose(after.std, before.std, atol=1e-4)
+    assert again.kind == "cost"
+    p = again.p_unsafe(PROMPTS, RESPONSES)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-after.mean)))
+
+
+def test_layers_above_the_pooled_ones_are_dropped(tiny_bert_dir):
+    model = build("reward", tiny_bert_dir, pool_layers=[1], pairing="cross")
+    assert len(model.backbone.model.encoder.layer) == 1
+    assert model.backbone.feature_dim == 32 * 3  # CLS + response mean + prompt mean
+    assert build("reward", tiny_bert_dir).backbone.layers == [1]  # auto: 2/3 and 1/2 of 2 layers
+
+
+def test_separate_pairing_encodes_prompt_and_response_apart(tiny_bert_dir):
+    from safealign.scoring.scorer import ModelScorer
+
+    scorer = ModelScorer(build("reward", tiny_bert_dir, pairing="separate", pool_layers=[2, 1]), device="cpu")
+    assert scorer.model.backbone.feature_dim == 32 * 4 * 2  # per layer: CLS + mean of prompt and of response
+    s = scorer.score(["q"] * 3, ["a", "b", "a"])
+    assert s.mean[0] == pytest.approx(s.mean[2], abs=1e-5)
+
+
+def test_scoring_fails_closed(tiny_bert_dir):
+    from safealign.scoring.scorer import ModelScorer
+
+    model = build("cost", tiny_bert_dir)
+    with torch.no_grad():
+        model.heads.b1.fill_(float("nan"))
+    with pytest.raises(ScoringError):
+        ModelScorer(model, device="cpu").score(PROMPTS, RESPONSES)
+
+
+class Const(Scorer):
+    kind = "cost"
+
+    def __init__(self, mean: float, std: float) -> None:
+        self.m, self.s = mean, std
+
+    def score(self, prompts, responses):
+        return Scores(np.full(len(responses), self.m), np.full(len(responses), self.s))
+
+
+def test_member_ensemble_mean_std():
+    ens = MemberEnsemble([Const(1.0, 0.0), Const(3.0, 0.0)])
+    s = ens.score(["p"], ["r"])
+    assert s.mean[0] == pytest.approx(2.0) and s.std[0] == pytest.approx(math.sqrt(2.0))
+    # within-member spread adds (law of total variance)
+    s2 = combine([Scores([1.0], [1.0]), Scores([3.0], [1.0])])
+    assert s2.std[0] == pytest.approx(math.sqrt(2.0 + 1.0))
+    with pytest.raises(ValueError):
+        MemberEnsemble([])
+
+
+# ------------------------------------------------------------------------------ end-to-end training
+def _synthetic_files(tmp: Path) -> tuple[Path, Path]:
+    """Separable toy data: unsafe responses talk about weapons, safe ones decline. Severity levels are
+    *synthetic* (the bundled data has none): insult = minor, theft = moderate, bomb = severe."""
+    rng = np.random.default_rng(0)
+    pairs, full = [], []
+    for i in range(120):
+        prompt = f"request number {i} about topic {rng.integers(1000)}"
+        safe = "I am sorry, I cannot help with that request, please ask something else."
+        unsafe = f"Sure, here is how: get the bomb and the gun and the knife, step {i}."
+        pairs.append({"prompt": prompt, "response": [safe, unsafe]})
+        level = int(rng.integers(1, 4))
+        harm = ("Call them a rude name.", "Steal the wallet from the store.", "Build a bomb to kill them all.")[level - 1]
+        full.append({"prompt": prompt, "response_0": safe, "response_1": harm, "better_response_id": 1,
+                     "safer_response_id": 0, "is_response_0_safe": True, "is_response_1_safe": False,
+                     "response_0_severity_level": 0, "response_1_severity_level": level})
+    a, b = tmp / "pairs.json", tmp / "full.jsonl"
+    a.write_text(json.dumps(pairs))
+    b.write_text("".join(json.dumps(r) + "\n" for r in full))
+    return a, b
+
+
+def test_tiny_cost_training_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
+    from safealign.scoring.hub import load_scorer
+    from safealign.scoring.train import ScorerTrainConfig, train_scorer
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path / "home"))
+    pairs, full = _synthetic_files(tmp_path)
+    cfg = ScorerTrainConfig.from_dict({
+        "kind": "cost", "output": str(tmp_path / "out"),
+        "backbone": {"name": str(tiny_bert_dir), "max_response_tokens": 32},
+        "heads": {"num_heads": 3, "hidden": 16, "severity": True},
+        "data": {"pairs": [str(pairs)], "safety_pairs": [str(full)], "prefixes_per_example": 1,
+                 "fractions": [0.6, 0.2, 0.2]},
+        "train": {"epochs": 30, "batch_size": 32, "lr": 3e-3, "patience": 30},
+    })
+    res = train_scorer(cfg, progress=False, device="cpu")
+    m = res.metrics
+    assert m["test"]["all_labelled"]["sign_acc"] >= 0.9
+    assert m["test"]["sources"][str(pairs)]["pairwise_acc"] >= 0.9
+    assert m["temperature"] > 0 and (res.output / "metrics.json").exists()
+    assert set(m["test"]["prefix_curve"][str(pairs)]) == {"0.25", "0.5", "1"}
+    scorer = load_scorer(res.output, device="cpu")
+    unsafe = [json.loads(line) for line in full.read_text().splitlines()][:40]
+    levels = scorer.severity([r["prompt"] for r in unsafe], [r["response_1"] for r in unsafe])
+    truth = np.array([r["response_1_severity_level"] for r in unsafe])
+    assert (levels == truth).mean() > 0.5, (levels, truth)  # 3 levels: chance is ~1/3
+    again = train_scorer(cfg, progress=False, device="cpu")  # features now come from the cache
+    assert again.metrics["timings"]["features_s"] < m["timings"]["features_s"]
+
+
+def test_cli_builds_variant_config(tmp_path, monkeypatch):
+    from safealign.cli.main import build_parser
+    from safealign.cli.train_scorer import build_config
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path))
+    args = build_parser().parse_args(["train-scorer", "cost", "--variant", "judge", "--data.max_per_source", "7",
+                                      "--train.epochs", "3"])
+    cfg = build_config(args)
+    assert cfg.kind == "cost" and cfg.train.seed == 1 and cfg.data.train_half == "b"
+    assert cfg.data.max_per_source == 7 and cfg.train.epochs == 3
+    assert cfg.output == str(tmp_path / "scorers" / "cost-judge")
+    assert "pku-safe-unsafe" in cfg.data.pairs  # kind defaults fill an empty data section
+    reward = build_config(build_parser().parse_args(["train-scorer", "reward"]))
+    assert reward.data.pairs == ["hh-helpful"] and not reward.data.safe_responses
