@@ -295,14 +295,16 @@ def test_adaptive_keeps_sampling_while_scorers_are_unsure(engine):
     # every candidate is probably safe (mu_C = -0.5) but not certified (UCB_C = -0.5 + 1.645 > 0)
     reward, cost = QueueScorer("reward", [(1.0, 0.1)]), QueueScorer("cost", [(-0.5, 1.0)])
     dec = build_decoder("adaptive", engine, reward=reward, cost=cost,
-                        config={"batch": 2, "max_samples": 6, "on_infeasible": "refuse"}, sampling=SAMPLING)
+                        config={"batch": 2, "max_samples": 6, "on_infeasible": "refuse", "kappa_cost": 1.645},
+                        sampling=SAMPLING)
     res = dec.respond([PROMPT])[0]
     assert res.n_candidates == 6 and res.refused  # budget spent, nothing certified: fail closed
     # an unsure reward on a safe best keeps it going until a confident candidate arrives (the 5th)
     reward = QueueScorer("reward", [(1.0, 1.0)] * 4 + [(1.0, 0.0)])
     cost = QueueScorer("cost", [(-3.0, 0.0)])
     dec = build_decoder("adaptive", engine, reward=reward, cost=cost,
-                        config={"batch": 1, "max_samples": 16, "price": 0.5, "rule": "gain"}, sampling=SAMPLING)
+                        config={"batch": 1, "max_samples": 16, "price": 0.5, "rule": "gain", "kappa_reward": 1.645},
+                        sampling=SAMPLING)
     res = dec.respond([PROMPT])[0]
     # gain after n >= 5 draws: the 4 unsure ones keep UCB_R - LCB_R(best) = 2.645 - 1 = 1.645 each, so
     # G = 4 * 1.645 / n: 0.506 at n = 13, 0.470 <= 0.5 at n = 14 -> stops at the 14th draw

@@ -91,8 +91,10 @@ def test_prefix_consistency_is_one_sided():
     final = torch.tensor([3.0], requires_grad=True)
     loss = losses.prefix_consistency_loss(prefix, final)
     loss.backward()
-    assert loss.item() == pytest.approx(4.0)
-    assert final.grad is None and prefix.grad.item() == pytest.approx(-4.0)
+    assert loss.item() == pytest.approx(2.0 - 0.5)  # Huber, beta 1: |gap| - 1/2 beyond the quadratic zone
+    assert final.grad is None and prefix.grad.item() == pytest.approx(-1.0)
+    small = losses.prefix_consistency_loss(torch.tensor([1.0]), torch.tensor([1.5]))
+    assert small.item() == pytest.approx(0.5 * 0.5 ** 2)
 
 
 # --------------------------------------------------------------------------------------- calibration

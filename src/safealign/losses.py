@@ -26,34 +26,48 @@ def _reduce(values: torch.Tensor, weight: torch.Tensor | None, reduction: Reduct
     return (values * weight).sum() / weight.sum().clamp(min=1e-8)
 
 
+def probit_scale(var: torch.Tensor) -> torch.Tensor:
+    """kappa(v) = (1 + pi v / 8)^(-1/2): E[sigmoid(z)] ~= sigmoid(kappa mu) for z ~ N(mu, v) (MacKay 1992)."""
+    return torch.rsqrt(1.0 + torch.pi * var / 8.0)
+
+
 # =====================================================================================================
 # Preference-model losses: reward (Bradley-Terry), cost (Safe RLHF), severity (ordinal), prefix scoring
 # =====================================================================================================
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | float = 0.0,
-                       weight: torch.Tensor | None = None, reduction: Reduction = "mean") -> torch.Tensor:
+                       weight: torch.Tensor | None = None, reduction: Reduction = "mean",
+                       var: torch.Tensor | None = None) -> torch.Tensor:
     """Reward-model loss ``-log sigmoid(r(chosen) - r(rejected) - margin)``.
 
     chosen, rejected: [B] scores of the preferred / dispreferred response of each pair.
     margin: scalar or [B] (Llama-2 style preference strength; 0 = plain Bradley-Terry).
     weight: optional [B] per-pair weights (0 drops a pair, e.g. a row that is not a pair).
+    var: optional [B] predicted variance of the score difference (heteroscedastic heads): the logit is
+    scaled by probit_scale(var), so a head can lower its confidence on ambiguous pairs instead of
+    being pushed to a wrong-signed margin.
     """
-    return _reduce(-F.logsigmoid(chosen - rejected - margin), weight, reduction)
+    logit = chosen - rejected - margin
+    if var is not None:
+        logit = logit * probit_scale(var)
+    return _reduce(-F.logsigmoid(logit), weight, reduction)
 
 
 def cost_sign_loss(cost: torch.Tensor, sign: torch.Tensor, weight: torch.Tensor | None = None,
-                   reduction: Reduction = "mean") -> torch.Tensor:
+                   reduction: Reduction = "mean", var: torch.Tensor | None = None) -> torch.Tensor:
     """Safe RLHF sign term ``-log sigmoid(s * c(y))``, s = +1 for a response labelled unsafe, -1 for safe.
 
     cost: [N]; sign: [N] in {+1, -1, 0}, 0 = no label (HH pairs carry none): the item gets no term and
     no weight in the mean. This term is what makes ``cost > 0 <=> unsafe`` hold, i.e. gives the threshold
-    0 its meaning; the pairwise term alone is invariant to shifting all costs.
+    0 its meaning; the pairwise term alone is invariant to shifting all costs. var: optional [N] predicted
+    variances (heteroscedastic heads), as in :func:`bradley_terry_loss`.
     """
     known = (sign != 0).to(cost.dtype)  # [N]
     if weight is not None:
         known = known * weight.to(cost.dtype)
-    per_item = -F.logsigmoid(sign.to(cost.dtype) * cost)  # [N]
+    logit = cost if var is None else cost * probit_scale(var)
+    per_item = -F.logsigmoid(sign.to(cost.dtype) * logit)  # [N]
     if reduction == "mean" and known.sum() == 0:
         return cost.sum() * 0  # keeps the graph; nothing labelled in this batch
     return _reduce(per_item, known, reduction)
@@ -61,7 +75,9 @@ def cost_sign_loss(cost: torch.Tensor, sign: torch.Tensor, weight: torch.Tensor 
 
 def safe_rlhf_cost_loss(cost_safer: torch.Tensor, cost_unsafer: torch.Tensor, sign_safer: torch.Tensor,
                         sign_unsafer: torch.Tensor, sign_weight: float = 1.0, is_pair: torch.Tensor | None = None,
-                        weight: torch.Tensor | None = None, reduction: Reduction = "mean") -> torch.Tensor:
+                        weight: torch.Tensor | None = None, reduction: Reduction = "mean",
+                        var_safer: torch.Tensor | None = None, var_unsafer: torch.Tensor | None = None
+                        ) -> torch.Tensor:
     """The Safe RLHF cost-model loss (Dai et al. 2023; PKU-Alignment/safe-rlhf ``safe_rlhf/values/cost``).
 
         L_i = -log sigmoid(c(unsafer_i) - c(safer_i))
@@ -71,12 +87,14 @@ def safe_rlhf_cost_loss(cost_safer: torch.Tensor, cost_unsafer: torch.Tensor, si
     sign_safer, sign_unsafer: [B] in {+1 unsafe, -1 safe, 0 unknown}; an unknown sign drops its term.
     is_pair: [B] bool/float, 0 for rows that are a single labelled response in ``*_safer`` (no pairwise
     term; give its ``sign_unsafer`` 0). weight: [B] row weights (e.g. bootstrap). With all labels present
-    and w_s = 1 this is exactly the paper's per-pair loss, averaged over rows.
+    and w_s = 1 this is exactly the paper's per-pair loss, averaged over rows. var_safer, var_unsafer:
+    optional [B] predicted variances (heteroscedastic heads; see :func:`bradley_terry_loss`).
     """
     pair = torch.ones_like(cost_safer) if is_pair is None else is_pair.to(cost_safer.dtype)  # [B]
-    per_row = (pair * -F.logsigmoid(cost_unsafer - cost_safer)
-               + sign_weight * (cost_sign_loss(cost_safer, sign_safer, reduction="none")
-                                + cost_sign_loss(cost_unsafer, sign_unsafer, reduction="none")))  # [B]
+    var_pair = None if var_safer is None or var_unsafer is None else var_safer + var_unsafer
+    per_row = (pair * bradley_terry_loss(cost_unsafer, cost_safer, reduction="none", var=var_pair)
+               + sign_weight * (cost_sign_loss(cost_safer, sign_safer, reduction="none", var=var_safer)
+                                + cost_sign_loss(cost_unsafer, sign_unsafer, reduction="none", var=var_unsafer)))
     return _reduce(per_row, weight, reduction)
 
 
@@ -116,5 +134,15 @@ def prefix_consistency_loss(prefix_score: torch.Tensor, final_score: torch.Tenso
 
     prefix_score: [N] scores of truncated responses; final_score: [N] scores of the full responses,
     detached so the full-response estimate is the teacher and is not pulled towards the noisier prefix.
+    Huber (smooth L1, beta 1) rather than squared error: reward scores are unbounded, and a squared gap
+    between two growing scores fed back into training made the reward model diverge (measured).
     """
-    return _reduce((prefix_score - final_score.detach()) ** 2, weight, reduction)
+    per_item = F.smooth_l1_loss(prefix_score, final_score.detach(), reduction="none", beta=1.0)
+    return _reduce(per_item, weight, reduction)
+
+
+def score_magnitude_penalty(scores: torch.Tensor, weight: torch.Tensor | None = None,
+                            reduction: Reduction = "mean") -> torch.Tensor:
+    """``scores**2`` [N]: a small multiple keeps pairwise-only scores near 0 (Bradley-Terry is shift- and,
+    on separable pairs, scale-unbounded), as in reward-centering regularisers."""
+    return _reduce(scores ** 2, weight, reduction)

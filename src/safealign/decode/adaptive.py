@@ -112,18 +112,21 @@ def adaptive_stop(
 class AdaptiveConfig(DecoderConfig):
     """Adaptive constrained sampling. kappa_reward / kappa_cost are the confidence multipliers of the bounds."""
 
-    kappa_cost: float = option(1.645, help="kappa of UCB_C / LCB_C (1.645: one-sided 95%% under Gaussian error)")
-    kappa_reward: float = option(1.645, help="kappa of LCB_R / UCB_R in the stopping rule and the final choice")
+    kappa_cost: float = option(
+        0.0, help="kappa of UCB_C / LCB_C: calibrate it on a dev split (bench/decoding.py --dev --tune); 1.645 "
+                  "is one-sided 95%% if sigma were exact Gaussian error. 0 (means only, U-) won on the dev split "
+                  "with the current scorers, whose ensemble std did not predict their errors")
+    kappa_reward: float = option(0.0, help="kappa of LCB_R / UCB_R in the stopping rule and the final choice")
     price: float = option(
-        0.1, help="price of one more draw in reward units: stop when the optimistic gain G <= price")
+        0.2, help="price of one more draw in reward units: stop when the estimated gain G <= price")
     rule: StopRule = option(
         "ei", help="stopping rule: ei (Weitzman-style expected improvement of one more draw), gain (design "
                    "§9 optimistic gain over the draws so far) or dominance (best's LCB_R vs rivals' UCB_R)")
     prior_std: float = option(
-        1.0, help="ei rule: prior spread of LCB_R across a prompt's candidates (reward units), used while few "
+        0.5, help="ei rule: prior spread of LCB_R across a prompt's candidates (reward units), used while few "
                   "draws exist")
     prior_weight: float = option(2.0, help="ei rule: pseudo-draws behind prior_std")
-    batch: int = option(2, help="candidates drawn per round")
+    batch: int = option(1, help="candidates drawn per round (larger batches cost more tokens, less wall time)")
     min_samples: int = option(1, help="never stop before this many candidates (per block in block mode)")
     max_samples: int = option(16, help="budget: candidates per prompt (per block in block mode: K_max)")
     block_tokens: int = option(

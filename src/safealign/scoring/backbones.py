@@ -1,11 +1,13 @@
 """Trunks for reward and cost models: any HF encoder or causal LM, turned into one feature vector per pair.
 
-Encoders (MiniLM, BERT, RoBERTa) read ``[CLS] prompt [SEP] response [SEP]`` and are *pooled*: the CLS
-state, the mean over response tokens and the mean over prompt tokens of each selected layer. Causal LMs
-(SmolLM2, Llama) read the chat-templated dialogue and contribute the state of the *last non-pad token*
-(what the score head reads in Safe RLHF / OpenRLHF reward models) plus the mean over response tokens.
-Several layers are pooled because, with a frozen trunk, an intermediate layer carries safety cues that
-the last layer of a sentence-embedding model has averaged away (measured: see docs/scorers.md).
+Encoders (MiniLM, BERT, RoBERTa) are pooled: per selected layer the CLS state and the mean over tokens.
+With ``pairing: separate`` (default) prompt and response are encoded on their own, as the sentence-embedding
+model was trained, and a prompt shared by several responses (a pair, its prefixes, N decoding candidates)
+is encoded once; ``pairing: cross`` reads ``[CLS] prompt [SEP] response [SEP]`` with attention across both.
+Causal LMs (SmolLM2, Llama) read the chat-templated dialogue and contribute the state of the *last
+non-pad token* (where Safe RLHF / OpenRLHF reward models put their score head) plus the mean over
+response tokens. Middle encoder layers are pooled by default because, with a frozen trunk, they separated
+safe from unsafe responses at least as well as the last one, and the blocks above need not run at all.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import optimize, stats
 
@@ -46,15 +48,26 @@ def binary_nll(logit: np.ndarray, label: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, logit) - label * logit))
 
 
+def fit_scale(logit_of: Callable[[float], np.ndarray], label: np.ndarray,
+              bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """Temperature T minimising the NLL of sigmoid(logit_of(T)) on held-out labels [N] in {0, 1}.
+
+    ``logit_of(T)`` gives the model's logits at temperature T (plain ``logit / T``, or a model whose
+    published score depends on T non-linearly). Returns 1.0 without labels of both classes.
+    """
+    label = np.asarray(label, dtype=np.float64)
+    if label.size == 0 or label.min() == label.max():
+        return 1.0
+    res = optimize.minimize_scalar(lambda log_t: binary_nll(logit_of(float(np.exp(log_t))), label),
+                                   bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
+    return float(np.exp(res.x))
+
+
 def fit_temperature(logit: np.ndarray, label: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """Temperature T minimising the NLL of sigmoid(logit / T) on held-out labels (Guo et al. 2017).
 
     Only a scale: it keeps the sign (so the cost threshold 0 and every accuracy stay the same) and fixes
     over- or under-confidence. Returns 1.0 when there are no labels of both classes.
     """
-    logit, label = np.asarray(logit, dtype=np.float64), np.asarray(label, dtype=np.float64)
-    if logit.size == 0 or label.min() == label.max():
-        return 1.0
-    res = optimize.minimize_scalar(lambda log_t: binary_nll(logit / np.exp(log_t), label),
-                                   bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded")
-    return float(np.exp(res.x))
+    logit = np.asarray(logit, dtype=np.float64)
+    return fit_scale(lambda t: logit / t, label, bounds)

@@ -16,6 +16,8 @@ import random
 import re
 from collections.abc import Sequence
 
+import numpy as np
+
 from safealign.config import ConfigBase, option, require
 from safealign.data.records import Message, PreferencePair, SafetyPair, user_prompt
 from safealign.data.splits import SPLITS, normalise, split_records
@@ -281,3 +283,15 @@ def at_fraction(examples: Sequence[Example], fraction: float) -> list[Example]:
     return [dataclasses.replace(e, a=truncate_words(e.a, fraction),
                                 b=None if e.b is None else truncate_words(e.b, fraction), fraction=fraction,
                                 full_a=e.a, full_b=e.b) for e in examples]
+
+
+def labelled_responses(rows: Sequence[Example]) -> tuple[list[list[Message]], list[str], np.ndarray]:
+    """Every response that carries a cost sign: (prompts, responses, unsafe labels [N] in {0, 1})."""
+    prompts, responses, labels = [], [], []
+    for r in rows:
+        for text, sign in ((r.a, r.sign_a), (r.b, r.sign_b)):
+            if text is not None and sign:
+                prompts.append(r.messages)
+                responses.append(text)
+                labels.append(1.0 if sign > 0 else 0.0)
+    return prompts, responses, np.array(labels)

@@ -15,10 +15,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from safealign.losses import ordered_thresholds
+from safealign.losses import ordered_thresholds, probit_scale
 from safealign.scoring.backbones import Backbone, BackboneConfig
 
 HEADS_FILE = "score_heads.safetensors"
@@ -30,16 +31,19 @@ SIGN_CONVENTIONS = {
 
 
 class EnsembleHead(nn.Module):
-    """K independent MLP heads on shared features: x [B, D] -> scores [B, K].
+    """K independent MLP heads on shared features: x [B, D] -> scores [B, K] (and variances [B, K]).
 
     Stored as batched weights so K heads cost one einsum, not K module calls. ``hidden = 0`` makes each
     head linear. Features are standardised first with fixed train statistics (``set_feature_stats``).
+    ``heteroscedastic`` heads also output a log-variance per input: the spread of a latent score whose
+    logistic expectation is the label probability (Kendall & Gal 2017), learnt where labels disagree.
     """
 
     def __init__(self, dim: int, k: int, hidden: int = 256, dropout: float = 0.1, feature_fraction: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, heteroscedastic: bool = False) -> None:
         super().__init__()
-        self.dim, self.k, self.hidden = dim, k, hidden
+        self.dim, self.k, self.hidden, self.heteroscedastic = dim, k, hidden, heteroscedastic
+        out = 2 if heteroscedastic else 1
         self.register_buffer("feat_mean", torch.zeros(dim))
         self.register_buffer("feat_std", torch.ones(dim))
         # Random-subspace ensemble: head k sees a fixed random subset of the features ([K, D] 0/1), so
@@ -50,25 +54,34 @@ class EnsembleHead(nn.Module):
             mask = (torch.rand(k, dim, generator=gen) < feature_fraction).float()
         self.register_buffer("mask", mask)
         self.drop = nn.Dropout(dropout)
-        width = hidden or 1
+        width = hidden or out
         self.w1 = nn.Parameter(torch.randn(k, dim, width) / math.sqrt(dim))  # [K, D, H]
         self.b1 = nn.Parameter(torch.zeros(k, width))  # [K, H]
         if hidden:
-            self.w2 = nn.Parameter(torch.randn(k, hidden) / math.sqrt(hidden))  # [K, H]
-            self.b2 = nn.Parameter(torch.zeros(k))  # [K]
+            self.w2 = nn.Parameter(torch.randn(k, hidden, out) / math.sqrt(hidden))  # [K, H, out]
+            self.b2 = nn.Parameter(torch.zeros(k, out))  # [K, out]
+        if heteroscedastic:  # start with small variances: log var = -3
+            with torch.no_grad():
+                (self.b2 if hidden else self.b1)[:, 1].fill_(-3.0)
 
     def set_feature_stats(self, feats: torch.Tensor) -> None:
         """Standardise inputs with the mean / std of training features [N, D]."""
         self.feat_mean.copy_(feats.mean(0))
         self.feat_std.copy_(feats.std(0).clamp(min=1e-4))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def full(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Means [B, K] and variances [B, K] (None unless heteroscedastic)."""
         x = self.drop((x.float() - self.feat_mean) / self.feat_std)  # [B, D]
         h = torch.einsum("bd,kdh->bkh", x, self.w1 * self.mask[..., None]) + self.b1  # [B, K, H]
-        if not self.hidden:
-            return h.squeeze(-1)  # [B, K]
-        h = self.drop(nn.functional.gelu(h))
-        return torch.einsum("bkh,kh->bk", h, self.w2) + self.b2  # [B, K]
+        if self.hidden:
+            h = self.drop(nn.functional.gelu(h))
+            h = torch.einsum("bkh,kho->bko", h, self.w2) + self.b2  # [B, K, out]
+        if not self.heteroscedastic:
+            return h[..., 0], None
+        return h[..., 0], h[..., 1].clamp(-10.0, 6.0).exp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.full(x)[0]  # [B, K]
 
 
 class SeverityHead(nn.Module):
@@ -101,6 +114,7 @@ class ScorerMeta:
     norm_std: float = 1.0
     sign_convention: str = ""
     prefix_trained: bool = False
+    heteroscedastic: bool = False
     severity_levels: list[str] | None = None
     train_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -120,15 +134,34 @@ class ScoreModel(nn.Module):
         super().__init__()
         self.backbone, self.meta = backbone, meta
         self.heads = EnsembleHead(backbone.feature_dim, meta.num_heads, meta.head_hidden, dropout, feature_fraction,
-                                  seed)
+                                  seed, meta.heteroscedastic)
         self.severity = SeverityHead(backbone.feature_dim, dropout=dropout) if severity else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.heads(self.backbone(batch))
 
     def normalise(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw head outputs -> published scores (reward: standardised; cost: divided by the temperature)."""
+        """Raw head outputs -> published scale (reward: standardised; cost: divided by the temperature)."""
         return (raw - self.meta.norm_mean) / self.meta.norm_std
+
+    @torch.no_grad()
+    def publish(self, feats: torch.Tensor, temperature: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features [N, D] -> (mean [N], std [N], members [N, K]) as the Scorer API reports them.
+
+        std combines the heads' disagreement (epistemic) with their mean predicted variance (aleatoric,
+        heteroscedastic heads only): std^2 = Var_k(mu_k) + mean_k(v_k). With heteroscedastic heads all
+        three are multiplied by kappa(std^2), so sigmoid(mean) is the probit approximation of the
+        predictive probability (P(unsafe) for cost models) and the sign (cost > 0) is unchanged.
+        ``temperature`` overrides ``norm_std`` (used while fitting it).
+        """
+        raw, var = self.heads.full(feats)  # [N, K], [N, K] | None
+        scale = self.meta.norm_std if temperature is None else temperature
+        mu = ((raw - self.meta.norm_mean) / scale).double()  # [N, K]
+        between = mu.var(1, unbiased=True) if mu.shape[1] > 1 else torch.zeros_like(mu[:, 0])  # [N]
+        total = between + (var.double() / scale ** 2).mean(1) if var is not None else between  # [N]
+        k = probit_scale(total) if var is not None else torch.ones_like(total)  # [N]
+        out = (mu.mean(1) * k, total.sqrt() * k, mu * k[:, None])
+        return tuple(t.cpu().numpy() for t in out)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ persistence
     def save(self, out: str | Path) -> Path:

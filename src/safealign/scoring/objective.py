@@ -17,6 +17,7 @@ from safealign.losses import (
     ordinal_severity_loss,
     prefix_consistency_loss,
     safe_rlhf_cost_loss,
+    score_magnitude_penalty,
 )
 from safealign.scoring.backbones import render_dialogue
 from safealign.scoring.data import Example
@@ -101,13 +102,15 @@ class LossWeights:
     sign: float = 1.0
     prefix: float = 0.5
     severity: float = 1.0
+    magnitude: float = 1e-3
 
 
 def row_loss(kind: str, score_of: dict[str, torch.Tensor], rows: RowTensors, w: LossWeights,
              severity_of: torch.Tensor | None = None, thresholds: torch.Tensor | None = None) -> torch.Tensor:
     """The training objective for one batch of rows: a per-row, per-head loss averaged with bootstrap weights.
 
-    score_of: {"a", "b", "full_a", "full_b"} -> [R, K] head scores (entries of absent texts are ignored).
+    score_of: {"a", "b", "full_a", "full_b"} -> [R, K] head scores (entries of absent texts are ignored),
+    plus "a_var", "b_var" [R, K] for heteroscedastic heads.
     reward: Bradley-Terry on a > b. cost: the Safe RLHF loss (b less safe than a, plus sign terms; single
     responses contribute their sign term only). Prefix rows add the consistency term towards the detached
     full-response scores; ``severity_of`` [2R] (latent severity of the a then the b responses) adds the
@@ -118,16 +121,22 @@ def row_loss(kind: str, score_of: dict[str, torch.Tensor], rows: RowTensors, w: 
     is_pair = (rows.b >= 0).float()[:, None].expand(-1, k)  # [R, K]
     flat = lambda t: t.reshape(-1)  # noqa: E731  [R, K] -> [R * K]
     col = lambda t: flat(t[:, None].expand(-1, k))  # noqa: E731  [R] -> [R * K]
+    va, vb = score_of.get("a_var"), score_of.get("b_var")  # [R, K] or None (heteroscedastic heads only)
+    va, vb = (None, None) if va is None or vb is None else (flat(va), flat(vb))
     if kind == "reward":
-        per = bradley_terry_loss(flat(a), flat(b), weight=flat(is_pair), reduction="none")
+        per = bradley_terry_loss(flat(a), flat(b), weight=flat(is_pair), reduction="none",
+                                 var=None if va is None else va + vb)
     else:
         per = safe_rlhf_cost_loss(flat(a), flat(b), col(rows.sign_a), col(rows.sign_b), w.sign,
-                                  is_pair=flat(is_pair), reduction="none")  # [R * K]
+                                  is_pair=flat(is_pair), reduction="none", var_safer=va, var_unsafer=vb)  # [R * K]
     if w.prefix > 0 and "full_a" in score_of:
         has_a = col((rows.full_a >= 0).float())
         has_b = col((rows.full_b >= 0).float())
         per = per + w.prefix * (prefix_consistency_loss(flat(a), flat(score_of["full_a"]), has_a, "none")
                                 + prefix_consistency_loss(flat(b), flat(score_of["full_b"]), has_b, "none"))
+    if w.magnitude > 0:
+        per = per + w.magnitude * (score_magnitude_penalty(flat(a), reduction="none")
+                                   + score_magnitude_penalty(flat(b), flat(is_pair), "none"))
     boot = flat(rows.boot)  # [R * K]
     loss = (per * boot).sum() / boot.sum().clamp(min=1e-8)
     if severity_of is not None and thresholds is not None and w.severity > 0:

@@ -42,27 +42,20 @@ class ModelScorer(Scorer):
         return self.model.backbone.featurize(prompts, responses, batch_size=self.batch_size, device=self.device,
                                              progress=progress)
 
-    def head_scores(self, prompts: Sequence[PromptLike], responses: Sequence[str]) -> np.ndarray:
-        """Normalised scores of every head, [N, K]."""
+    def score(self, prompts: Sequence[PromptLike], responses: Sequence[str]) -> Scores:
+        """Mean and std over the heads (see :meth:`ScoreModel.publish`); members = per-head scores [N, K]."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         if not len(prompts):
-            return np.zeros((0, self.meta.num_heads))
+            return Scores(np.zeros(0), np.zeros(0), members=np.zeros((0, self.meta.num_heads)))
         try:
-            feats = self.features(prompts, responses)
-            with torch.inference_mode():
-                raw = self.model.heads(feats.to(self.device))  # [N, K]
-            out = self.model.normalise(raw).double().cpu().numpy()
+            feats = self.features(prompts, responses).to(self.device)
+            mean, std, members = self.model.publish(feats)
         except Exception as err:  # fail closed: callers treat a scoring error as "unsafe"
             raise ScoringError(f"{self.kind} scorer failed: {type(err).__name__}: {err}") from err
-        if not np.isfinite(out).all():
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
             raise ScoringError(f"{self.kind} scorer produced non-finite scores")
-        return out
-
-    def score(self, prompts: Sequence[PromptLike], responses: Sequence[str]) -> Scores:
-        heads = self.head_scores(prompts, responses)
-        std = heads.std(axis=1, ddof=1) if heads.shape[1] > 1 else np.zeros(len(heads))
-        return Scores(heads.mean(axis=1), std, members=heads)
+        return Scores(mean, std, members=members)
 
     def score_prefixes(self, prompts: Sequence[PromptLike], partial_responses: Sequence[str]) -> Scores:
         """Predicted score of the finished response from a partial one (same heads; see class docstring)."""

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -26,8 +27,14 @@ from tqdm.auto import tqdm
 from safealign import hardware, paths
 from safealign.config import ConfigBase, option, require, section
 from safealign.scoring.backbones import Backbone, BackboneConfig
-from safealign.scoring.calibration import fit_temperature
-from safealign.scoring.data import Example, ScorerDataConfig, add_prefixes, load_source_examples
+from safealign.scoring.calibration import fit_scale
+from safealign.scoring.data import (
+    Example,
+    ScorerDataConfig,
+    add_prefixes,
+    labelled_responses,
+    load_source_examples,
+)
 from safealign.scoring.model import ScoreModel, ScorerMeta
 from safealign.scoring.objective import LossWeights, RowTensors, TextTable, index_rows, row_loss, row_metrics
 from safealign.scoring.scorer import ModelScorer
@@ -43,6 +50,8 @@ class HeadsConfig(ConfigBase):
                                     "resample of the rows; score std is taken across them")
     hidden: int = option(256, help="hidden width of each head's MLP (0 = linear heads)")
     dropout: float = option(0.2, help="dropout on the features and the hidden layer while training")
+    heteroscedastic: bool = option(False, help="heads also predict a per-input variance (aleatoric uncertainty, "
+                                               "probit-approximated in the losses); reported std includes it")
     feature_fraction: float = option(1.0, help="random-subspace ensemble: each head sees this random fraction of "
                                                "the features (1 = all)")
     severity: bool = option(False, help="add an ordinal severity head (needs rows with severity levels)")
@@ -67,6 +76,7 @@ class OptimConfig(ConfigBase):
     sign_weight: float = option(1.0, help="weight of the cost sign term (1 = Safe RLHF)")
     prefix_weight: float = option(0.5, help="weight of the prefix-consistency term (prefix score -> full score)")
     severity_weight: float = option(1.0, help="weight of the ordinal severity loss")
+    magnitude_weight: float = option(1e-3, help="weight of the score**2 penalty that keeps scores bounded")
     bootstrap: bool = option(True, help="Poisson(1) bootstrap weights per head (diversity for the ensemble std)")
     eval_every: int = option(1, help="validate every N epochs (frozen) or every N*100 steps (fine-tuning)")
     patience: int = option(6, help="stop after this many validations without a lower validation loss")
@@ -186,7 +196,7 @@ def build_model(cfg: ScorerTrainConfig) -> ScoreModel:
                       head_hidden=cfg.heads.hidden, feature_dim=backbone.feature_dim,
                       backbone={**{k: v for k, v in cfg.backbone.to_dict().items() if k != "finetune"},
                                 "pool_layers": list(backbone.layers)},  # absolute: the saved trunk may be cut
-                      prefix_trained=cfg.data.prefixes_per_example > 0,
+                      prefix_trained=cfg.data.prefixes_per_example > 0, heteroscedastic=cfg.heads.heteroscedastic,
                       severity_levels=["none", *SEVERITY_LEVELS] if cfg.heads.severity else None,
                       train_config=cfg.to_dict())
     return ScoreModel(backbone, meta, severity=cfg.heads.severity, dropout=cfg.heads.dropout,
@@ -215,7 +225,11 @@ def _head_params(model: ScoreModel) -> list[torch.nn.Parameter]:
 
 def _scores_for(model: ScoreModel, feats: torch.Tensor, rows: RowTensors) -> dict[str, torch.Tensor]:
     """Head scores [R, K] of a, b, full_a, full_b for rows indexing into ``feats`` [U, D] (-1 -> row 0, masked)."""
-    out = {"a": model.heads(feats[rows.a]), "b": model.heads(feats[rows.b.clamp(min=0)])}
+    out: dict[str, torch.Tensor] = {}
+    for name, idx in (("a", rows.a), ("b", rows.b.clamp(min=0))):
+        out[name], var = model.heads.full(feats[idx])
+        if var is not None:
+            out[f"{name}_var"] = var
     if bool((rows.full_a >= 0).any()):
         out["full_a"] = model.heads(feats[rows.full_a.clamp(min=0)])
         out["full_b"] = model.heads(feats[rows.full_b.clamp(min=0)])
@@ -282,7 +296,7 @@ def _fit_frozen(model: ScoreModel, cfg: ScorerTrainConfig, feats: torch.Tensor, 
     if model.severity is not None:
         model.severity.score.set_feature_stats(feats[train_idx])
     o = cfg.train
-    w = LossWeights(o.sign_weight, o.prefix_weight, o.severity_weight)
+    w = LossWeights(o.sign_weight, o.prefix_weight, o.severity_weight, o.magnitude_weight)
     opt = torch.optim.AdamW(_head_params(model), lr=o.lr, weight_decay=o.weight_decay)
     stop, start = _EarlyStop(o.patience), time.perf_counter()
     gen = torch.Generator().manual_seed(o.seed)
@@ -312,7 +326,7 @@ def _fit_trunk(model: ScoreModel, cfg: ScorerTrainConfig, table: TextTable, tr: 
                device: str, history: list[dict], progress: bool) -> _EarlyStop:
     """Train trunk (full or LoRA) and heads end to end; features are recomputed every step."""
     o = cfg.train
-    w = LossWeights(o.sign_weight, o.prefix_weight, o.severity_weight)
+    w = LossWeights(o.sign_weight, o.prefix_weight, o.severity_weight, o.magnitude_weight)
     model.to(device)
     sample = torch.unique(tr.a)[:512].tolist()
     model.heads.set_feature_stats(model.backbone.featurize(
@@ -371,17 +385,14 @@ def _feature_score_fn(model: ScoreModel, cache: FeatureCache, batch_size: int, d
         table = TextTable()
         idx = [table.add(p, r) for p, r in zip(prompts, responses, strict=True)]
         feats = cache.features(model.backbone, table, batch_size, device)[idx]
-        with torch.no_grad():
-            heads = model.normalise(model.heads(feats.to(device))).double().cpu().numpy()  # [N, K]
-        std = heads.std(1, ddof=1) if heads.shape[1] > 1 else np.zeros(len(heads))
-        return Scores(heads.mean(1), std, members=heads)
+        return Scores(*model.publish(feats.to(device)))
 
     return score
 
 
 def train_scorer(cfg: ScorerTrainConfig, *, progress: bool = True, device: str | None = None) -> TrainResult:
     """Train, calibrate, save and evaluate one scorer; writes ``metrics.json`` next to the checkpoint."""
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     device = device or hardware.default_device()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -432,17 +443,26 @@ def train_scorer(cfg: ScorerTrainConfig, *, progress: bool = True, device: str |
         s = np.concatenate([s, score_fn([e.messages for e in sb], [e.b for e in sb]).mean])
         model.meta.norm_mean, model.meta.norm_std = float(s.mean()), float(max(s.std(), 1e-6))
     elif cfg.calibrate:
-        from safealign.scoring.evaluate import _labelled, _score_rows
-
-        a, b = _score_rows(score_fn, val_rows)
-        cost, _, label = _labelled(val_rows, a, b)
-        model.meta.norm_mean, model.meta.norm_std = 0.0, fit_temperature(cost, label) if label.size else 1.0
+        prompts, responses, label = labelled_responses(val_rows)
+        if label.size:
+            if frozen:
+                table = TextTable()
+                idx = [table.add(p, r) for p, r in zip(prompts, responses, strict=True)]
+                feats = cache.features(model.backbone, table, cfg.train.feature_batch_size, device)[idx]
+            else:
+                feats = model.backbone.featurize(prompts, responses, batch_size=cfg.train.feature_batch_size,
+                                                 device=device)
+            feats = feats.to(device)
+            model.meta.norm_std = fit_scale(lambda t: model.publish(feats, temperature=t)[0], label)
+        model.meta.norm_mean = 0.0
     timings["calibrate_s"] = time.perf_counter() - t0
     timings["train_total_s"] = time.perf_counter() - t_start
+    # CPU seconds of this process: on a shared machine wall time mostly measures the neighbours
+    timings["train_cpu_s"] = time.process_time() - cpu_start
 
     metrics: dict[str, Any] = {
         "kind": cfg.kind, "output": str(out_dir), "device": device, "threads": torch.get_num_threads(),
-        "hardware": hardware.describe(), "rows": counts, "train_rows_with_prefixes": len(train_rows),
+        "hardware": hardware.describe(), "load_average_1m": os.getloadavg()[0], "rows": counts, "train_rows_with_prefixes": len(train_rows),
         "distinct_texts": len(table), "history": history, "best_at": stop.best_at, "best_val_loss": stop.best,
         "stopped_early": len(history) > 0 and history[-1].get("epoch", 0) < cfg.train.epochs,
         "temperature": model.meta.norm_std if cfg.kind == "cost" else None,
