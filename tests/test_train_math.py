@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from safealign.train import policy_losses as L
+from safealign import losses as L
 from safealign.train.constraints import ConstraintConfig, build_handler, cvar
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from safealign.config import ConfigBase, ConfigError, option, require, section
 from safealign.data.records import Message, user_prompt
 from safealign.data.splits import assign_split, normalise, record_key
 from safealign.generation.engine import Engine, SamplingConfig
+from safealign.paths import atomic_write_text
 
 CERTIFICATE_NAME = "certificate.json"
 FAILED_REPORT_NAME = "safety_test_failed.json"
@@ -314,10 +314,7 @@ class CertifyOutcome:
 
 
 def _atomic_write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def output_dir(cfg: CertifyConfig) -> Path:

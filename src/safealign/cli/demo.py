@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     reward, cost = default_scorer("reward"), default_scorer("cost")
     default_scorer("cost", variant="judge")  # the evaluation's separate harm judge
+    default_scorer("reward", variant="judge")  # and its separate helpfulness judge (win-rate)
     mark("scorers", t0)
 
     eval_cfg = _eval_config(args.eval_limit)

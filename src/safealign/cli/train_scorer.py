@@ -67,8 +67,8 @@ def summarise(m: dict) -> str:
         lines.append(f"  test {name:32s} " + " ".join(parts))
     if "all_labelled" in test:
         a = test["all_labelled"]
-        lines.append("  test all labelled responses     " + " ".join(
-            f"{k}={a[k]:.3f}" for k in ("sign_acc", "ece", "sign_error_auroc_of_std") if k in a))
+        keys = ("sign_acc", "ece", "sign_error_auroc_of_std", "sign_error_auroc_of_inverse_z")
+        lines.append("  test all labelled responses     " + " ".join(f"{k}={a[k]:.3f}" for k in keys if k in a))
     for name, curve in test.get("prefix_curve", {}).items():
         lines.append(f"  prefix curve {name:26s} " + json.dumps(curve))
     return "\n".join(lines)

@@ -34,6 +34,7 @@ import torch
 
 from safealign import paths
 from safealign.data.records import Message, prompt_text
+from safealign.paths import atomic_write_text
 from safealign.scoring.base import PromptLike, Scorer, Scores, ScoringError
 
 from .metrics import sigmoid
@@ -344,12 +345,6 @@ def judges_dir() -> Path:
     return paths.home() / "judges"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 # ============================================================================================ refusal classifier
 REFUSAL_CLASSIFIER_VERSION = "refusal-minilm-v3"
 # Safety-Tuned-LLaMAs "safe responses" include plain answers to borderline prompts; these openers mark them,
@@ -530,7 +525,7 @@ def train_refusal_classifier(*, force: bool = False, cache_dir: Path | None = No
     }
     out.mkdir(parents=True, exist_ok=True)
     head.save(out / "head.npz")
-    _atomic_write(out / "meta.json", json.dumps(meta, indent=2))
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
     log.info("refusal classifier trained in %.0f s; held-out agreement %s", meta["train_seconds"],
              meta["heldout_agreement"])
     return ClassifierRefusalJudge(encoder, head, meta=meta)
@@ -667,7 +662,7 @@ def train_harm_classifier(*, force: bool = False, cache_dir: Path | None = None,
             "train_seconds": round(time.perf_counter() - start, 1)}
     out.mkdir(parents=True, exist_ok=True)
     head.save(out / "head.npz")
-    _atomic_write(out / "meta.json", json.dumps(meta, indent=2))
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
     return EmbeddingCostScorer(encoder, head, meta)
 
 

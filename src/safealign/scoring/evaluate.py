@@ -74,7 +74,11 @@ def sign_metrics(cost: np.ndarray, std: np.ndarray, unsafe: np.ndarray, bins: in
            "ece": expected_calibration_error(prob, unsafe, bins), "nll": binary_nll(cost, unsafe),
            "brier": float(np.mean((prob - unsafe) ** 2))}
     if np.any(std > 0):
+        # Raw std grows with |cost| (members disagree more on large scores), so it is reported as asked but
+        # the usable signal is std relative to the margin: |mean| / std is the z-score of the sign, and a
+        # small z is what decoders act on (a bound mean +- k * std that straddles 0).
         out["sign_error_auroc_of_std"] = auroc(std, wrong)
+        out["sign_error_auroc_of_inverse_z"] = auroc(std / (np.abs(cost) + 1e-6), wrong)
         rho = stats.spearmanr(std, np.abs(prob - unsafe)).statistic
         out["spearman_std_abs_error"] = float(rho)
     return out

@@ -24,10 +24,11 @@ import torch
 from tqdm.auto import tqdm
 
 from safealign import hardware
+from safealign import losses as L
 from safealign.data.records import Message
 from safealign.generation import HFEngine, SamplingConfig
+from safealign.paths import atomic_write_text
 from safealign.scoring.base import Scorer
-from safealign.train import policy_losses as L
 from safealign.train.config import AlignConfig
 from safealign.train.constraints import ConstraintHandler, build_handler
 from safealign.train.rollout import PromptMixture, SequenceBatch, build_sequences
@@ -380,7 +381,7 @@ class RLTrainer:
         }
         torch.save(state, tmp / "trainer_state.pt")
         os.replace(tmp, final)  # a checkpoint directory either exists whole or not at all
-        _atomic_write(root / "latest", final.name)
+        atomic_write_text(root / "latest", final.name)
         for old in sorted(p for p in root.glob("step-*") if p != final)[: -self.cfg.keep_checkpoints + 1 or None]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -438,12 +439,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _truncate_log(path: Path, step: int) -> None:
