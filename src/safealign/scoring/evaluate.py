@@ -41,6 +41,7 @@ def source_metrics(kind: str, rows: Sequence[Example], score_fn: ScoreFn) -> dic
         if a.members is not None and b.members is not None and a.members.shape[1] > 1:
             diff_std = (a.members[is_pair] - b.members).std(axis=1, ddof=1)  # [P] disagreement on the ranking
             out["pairwise_error_auroc_of_std"] = auroc(diff_std, diff <= 0)
+            out["pairwise_error_auroc_of_inverse_z"] = auroc(diff_std / (np.abs(diff) + 1e-6), diff <= 0)
     if kind == "cost":
         cost, std, label = _labelled(rows, a, b)
         if label.size:
