@@ -96,3 +96,23 @@ def test_ppo_estimator_with_critics(tmp_path):
     tr.train()
     row = json.loads((tmp_path / "ppo" / "log.jsonl").read_text().splitlines()[-1])
     assert row["value_loss"] > 0
+
+
+def test_warmstart_labels_only_the_response_and_respects_truncation(smol_tokenizer, tiny_llama):
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import _encode, supervised_warmstart
+
+    msgs = [{"role": "user", "content": "Say hi."}]
+    finished, cut = _encode(smol_tokenizer, (msgs, "Hi there.", True), 256), _encode(smol_tokenizer, (msgs, "Hi there.", False), 256)
+    assert finished[0][-1] == smol_tokenizer.eos_token_id  # a finished answer ends the turn
+    assert cut[0][-1] != smol_tokenizer.eos_token_id and len(cut[0]) == len(finished[0]) - 1  # a cut one does not
+    ids, p_len = finished
+    assert smol_tokenizer.decode(ids[p_len:]).startswith("Hi there.")  # the loss starts at the response
+
+    torch.manual_seed(0)
+    examples = [(msgs, "Hi there.", True), ([{"role": "user", "content": "Build a bomb."}], "I can't help with that.", True)]
+    for p in tiny_llama.parameters():
+        p.requires_grad_(True)
+    stats = supervised_warmstart(tiny_llama, smol_tokenizer, examples, WarmStartConfig(steps=30, batch_size=2, lr=3e-3),
+                                 torch.float32, "cpu", seed=0)
+    assert stats["sft_loss_last10"] < 0.5 * stats["sft_loss_first"]  # it fits the targets

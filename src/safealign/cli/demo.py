@@ -13,7 +13,9 @@ from pathlib import Path
 
 from safealign.config import ConfigError
 
-DEMO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "demo.yaml"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+DEMO_CONFIG = CONFIGS / "demo.yaml"
+EVAL_CONFIG = CONFIGS / "eval_demo.yaml"  # also behind docs/results.md
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,10 +44,7 @@ def _show_base_answers(n: int = 5) -> None:
 def _eval_config(limit: int):
     from safealign.evaluate.runner import EvalConfig
 
-    # Demo sizes: the whole held-out AdvBench split (k=2 for per-prompt risk), 100 XSTest safe prompts, 60 AlpacaEval.
-    return EvalConfig.from_dict({
-        "limit": limit, "sampling": {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.95, "batch_size": 32},
-        "suite": {"harmful_samples": 2, "xstest_size": 100, "helpful_size": 60}})
+    return EvalConfig.from_yaml(EVAL_CONFIG, {"limit": limit})
 
 
 def run(args: argparse.Namespace) -> int:

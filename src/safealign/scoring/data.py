@@ -104,6 +104,12 @@ class ScorerDataConfig(ConfigBase):
     prefill_compliance: int = option(400, help="cost data only: harmful instructions (train split of "
                                                "safe_responses) whose compliance opener the prefill model continues; "
                                                "labelled unsafe, paired with the refusal. 0 = off (see docs)")
+    benign_prompts: list[str] = option(default_factory=list, help="cost data only: benign prompt datasets whose "
+                                                                  "prefilled answers are labelled safe (the contrast "
+                                                                  "set of prefill_compliance)")
+    prefill_benign: int = option(400, help="cost data only: benign instructions (train split of benign_prompts) whose "
+                                           "compliance opener the prefill model continues, labelled safe, so that "
+                                           "compliant *style* alone does not read as unsafe. 0 = off")
     prefill_model: str = option("smollm2-135m-instruct", help="model that continues the prefilled openers "
                                                               "(ideally the policy that the scorer will judge)")
     prefill_max_new_tokens: int = option(48, help="tokens generated after each prefilled opener")
@@ -123,7 +129,8 @@ class ScorerDataConfig(ConfigBase):
     max_eval_rows: int = option(600, help="cap on validation / test rows per source (keeps evaluation fast)")
 
     def has_sources(self) -> bool:
-        return bool(self.pairs or self.safety_pairs or self.safe_responses or self.weak_safe_chosen)
+        return bool(self.pairs or self.safety_pairs or self.safe_responses or self.weak_safe_chosen
+                    or self.benign_prompts)
 
     def with_kind_defaults(self, kind: str) -> None:
         """Fill the default sources of ``kind`` when none is configured (in place)."""
@@ -133,6 +140,7 @@ class ScorerDataConfig(ConfigBase):
             else:
                 self.pairs, self.safe_responses = ["pku-safe-unsafe", "hh-harmless"], ["safety-refusals"]
                 self.weak_safe_chosen = ["hh-helpful"]
+                self.benign_prompts = ["alpaca"]
 
     def validate(self) -> None:
         require(self.train_half in ("all", "a", "b"), f"train_half must be all, a or b, got '{self.train_half}'")
@@ -141,6 +149,7 @@ class ScorerDataConfig(ConfigBase):
         require(self.fractions[1] > 0, "a validation fraction > 0 is needed for early stopping")
         require(0 <= self.refusal_negatives <= 1, "refusal_negatives must be in [0, 1]")
         require(0 <= self.compliance_openers <= 1, "compliance_openers must be in [0, 1]")
+        require(self.prefill_benign >= 0, "prefill_benign must be >= 0")
         require(self.prefill_compliance >= 0 and self.prefill_max_new_tokens >= 1,
                 "prefill_compliance must be >= 0 and prefill_max_new_tokens >= 1")
         require(self.prefixes_per_example >= 0, "prefixes_per_example must be >= 0")
@@ -220,6 +229,21 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
                     pick, OPENERS_TRAIN if split == "train" else OPENERS_EVAL, model=cfg.prefill_model,
                     max_new_tokens=cfg.prefill_max_new_tokens, seed=f"{cfg.split_salt}:{split}",
                     source=f"{name}:vs-prefilled")
+    if kind == "cost" and cfg.prefill_benign > 0:
+        from safealign.scoring.synthetic import prefilled_responses
+
+        for name in cfg.benign_prompts:
+            recs = [r for r in load_dataset(name, kind="prompts") if len(r.text) <= 600]
+            add(f"{name}:prefilled-benign", [Example(r.messages, "", sign_a=-1, source=f"{name}:prefilled-benign")
+                                             for r in recs])
+            for split, rows in out[f"{name}:prefilled-benign"].items():
+                n = cfg.prefill_benign if split == "train" else max(1, cfg.prefill_benign // 8)
+                pick = random.Random(f"{cfg.split_salt}:{name}:{split}:benign").sample(rows, min(n, len(rows)))
+                texts = prefilled_responses(pick, OPENERS_TRAIN if split == "train" else OPENERS_EVAL,
+                                            model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
+                                            seed=f"{cfg.split_salt}:{split}:benign")
+                out[f"{name}:prefilled-benign"][split] = [dataclasses.replace(r, a=t)
+                                                          for r, t in zip(pick, texts, strict=True)]
     for name in cfg.weak_safe_chosen:
         ex = [Example(p.messages, p.chosen, sign_a=-1, source=f"{name}:chosen-as-safe")
               for p in load_dataset(name, kind="preferences") if not looks_like_refusal(p.chosen)]

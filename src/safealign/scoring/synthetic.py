@@ -24,13 +24,9 @@ from safealign.scoring.data import Example, opener_for
 log = logging.getLogger("safealign.scoring")
 
 
-def prefilled_compliance(rows: Sequence[Example], templates: Sequence[str], *, model: str, max_new_tokens: int,
-                         seed: str, source: str, batch_size: int = 16) -> list[Example]:
-    """For each (harmful instruction, refusal) row: a pair (refusal safer than prefilled compliance).
-
-    Results are cached under ``$SAFEALIGN_HOME/cache/scorer-data`` keyed by everything that shapes them,
-    so the generation runs once per machine.
-    """
+def prefilled_responses(rows: Sequence[Example], templates: Sequence[str], *, model: str, max_new_tokens: int,
+                        seed: str, batch_size: int = 16) -> list[str]:
+    """Opener + the model's continuation for each row's instruction (cached by everything that shapes it)."""
     if not rows:
         return []
     rng = random.Random(seed)
@@ -38,18 +34,26 @@ def prefilled_compliance(rows: Sequence[Example], templates: Sequence[str], *, m
     ident = json.dumps([model, max_new_tokens, seed, [r.prompt for r in rows], openers])
     path = paths.home() / "cache" / "scorer-data" / f"prefill-{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
     if path.exists():
-        texts = json.loads(path.read_text())
-    else:
-        from safealign.generation import SamplingConfig, build_engine
+        return json.loads(path.read_text())
+    from safealign.generation import SamplingConfig, build_engine
 
-        log.warning("generating %d prefilled compliance continuations with %s (cached afterwards)", len(rows), model)
-        engine = build_engine(model)
-        cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.95, n=1,
-                             batch_size=batch_size, seed=int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
-        outs = engine.generate([r.messages for r in rows], cfg, prefixes=openers, progress=True)
-        texts = [o + row[0].text for o, row in zip(openers, outs, strict=True)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(texts))
-        tmp.replace(path)
+    log.warning("generating %d prefilled continuations with %s (cached afterwards)", len(rows), model)
+    engine = build_engine(model)
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.95, n=1,
+                         batch_size=batch_size, seed=int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
+    outs = engine.generate([r.messages for r in rows], cfg, prefixes=openers, progress=True)
+    texts = [o + row[0].text for o, row in zip(openers, outs, strict=True)]
+    paths.atomic_write_text(path, json.dumps(texts))
+    return texts
+
+
+def prefilled_compliance(rows: Sequence[Example], templates: Sequence[str], *, model: str, max_new_tokens: int,
+                         seed: str, source: str, batch_size: int = 16) -> list[Example]:
+    """For each (harmful instruction, refusal) row: a pair (refusal safer than prefilled compliance).
+
+    Results are cached under ``$SAFEALIGN_HOME/cache/scorer-data`` keyed by everything that shapes them,
+    so the generation runs once per machine.
+    """
+    texts = prefilled_responses(rows, templates, model=model, max_new_tokens=max_new_tokens, seed=seed,
+                                batch_size=batch_size)
     return [Example(r.messages, r.a, t, -1, 1, source=source) for r, t in zip(rows, texts, strict=True)]

@@ -65,11 +65,13 @@ class WarmStartConfig(ConfigBase):
     refusals: int = option(240, help="harmful instruction -> refusal examples (safety-refusals, train split)")
     safe_answers: int = option(160, help="PKU prompt -> its safe response examples (train split)")
     self_distill: int = option(96, help="benign prompts answered by the base model itself (alpaca, train split)")
+    self_distill_tokens: int = option(96, help="token limit of the self-distilled answers (cut ones get no EOS)")
     max_length: int = option(256, help="tokens per example (prompt + response), longer ones are truncated")
 
     def validate(self) -> None:
         require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "bad warm-start steps/batch_size/lr")
         require(min(self.refusals, self.safe_answers, self.self_distill) >= 0, "example counts must be >= 0")
+        require(self.self_distill_tokens >= 1, "self_distill_tokens must be >= 1")
 
 
 @dataclass

@@ -21,7 +21,7 @@ from safealign.data.records import Message
 from safealign.generation import HFEngine, SamplingConfig, render_prompt
 from safealign.train.config import WarmStartConfig
 
-Example = tuple[list[Message], str]
+Example = tuple[list[Message], str, bool]  # (messages, target response, whether the target ends the turn)
 
 
 def warmstart_examples(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: str | None = "train",
@@ -33,29 +33,33 @@ def warmstart_examples(cfg: WarmStartConfig, engine: HFEngine, seed: int, split:
     examples: list[Example] = []
     refusals = [r for r in load_dataset("safety-refusals", split=split) if r.meta.get("response")]
     rng.shuffle(refusals)
-    examples += [(r.messages, r.meta["response"]) for r in refusals[: cfg.refusals]]
+    examples += [(r.messages, r.meta["response"], True) for r in refusals[: cfg.refusals]]
     seen: set[str] = set()
     safe = []
     for pair in load_dataset("pku-safe-unsafe", split=split):
         if pair.prompt not in seen and len(pair.prompt) <= max_prompt_chars:
             seen.add(pair.prompt)
-            safe.append((pair.messages, pair.chosen))
+            safe.append((pair.messages, pair.chosen, True))
     rng.shuffle(safe)
     examples += safe[: cfg.safe_answers]
     if cfg.self_distill:
         benign = [r for r in load_dataset("alpaca", split=split) if len(r.text) <= max_prompt_chars]
         rng.shuffle(benign)
         prompts = [r.messages for r in benign[: cfg.self_distill]]
-        outs = engine.generate(prompts, SamplingConfig(max_new_tokens=96, temperature=0.7, seed=seed,
-                                                       batch_size=32), progress=True)
-        examples += [(p, row[0].text) for p, row in zip(prompts, outs, strict=True) if row[0].text.strip()]
+        outs = engine.generate(prompts, SamplingConfig(max_new_tokens=cfg.self_distill_tokens, temperature=0.7,
+                                                       seed=seed, batch_size=32), progress=True)
+        # An answer cut at the token limit gets no end-of-turn token: the model learns its start, not to stop.
+        examples += [(p, row[0].text, row[0].finish_reason == "eos")
+                     for p, row in zip(prompts, outs, strict=True) if row[0].text.strip()]
     rng.shuffle(examples)
     return examples
 
 
 def _encode(tokenizer: Any, ex: Example, max_length: int) -> tuple[list[int], int]:
     prompt = tokenizer(render_prompt(tokenizer, ex[0]), add_special_tokens=False)["input_ids"]
-    target = tokenizer(ex[1].strip(), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    target = tokenizer(ex[1].strip(), add_special_tokens=False)["input_ids"]
+    if ex[2]:
+        target.append(tokenizer.eos_token_id)
     ids = (prompt + target)[:max_length]
     return ids, min(len(prompt), len(ids) - 1)
 

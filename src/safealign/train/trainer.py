@@ -217,17 +217,21 @@ class RLTrainer:
         ref_logp = torch.zeros(n, t_full, device=self.device)
         old_values = torch.zeros(n, t_full, 2, device=self.device) if self.value_heads is not None else None
         entropy = torch.zeros(n, t_full, device=self.device)
+        # GRPO with one pass over the batch is on-policy: the old log-probs are the current ones, so the
+        # training forward supplies them (ratio 1, same gradient) and one no-grad policy pass is saved.
+        on_policy = cfg.estimator == "grpo" and cfg.ppo_epochs == 1
         with torch.no_grad():
             for idx in chunks:
                 sub = batch.select(idx)
                 t = sub.response_mask.shape[1]
-                lp, ent, hid = self._forward_logprobs(self.policy, sub, want_entropy=cfg.entropy_log,
-                                                      want_hidden=self.value_heads is not None)
-                old_logp[idx, :t] = lp
-                if ent is not None:
-                    entropy[idx, :t] = ent
-                if old_values is not None:
-                    old_values[idx, :t] = self.value_heads(hid)
+                if not on_policy:
+                    lp, ent, hid = self._forward_logprobs(self.policy, sub, want_entropy=cfg.entropy_log,
+                                                          want_hidden=self.value_heads is not None)
+                    old_logp[idx, :t] = lp
+                    if ent is not None:
+                        entropy[idx, :t] = ent
+                    if old_values is not None:
+                        old_values[idx, :t] = self.value_heads(hid)
                 if cfg.kl_coef > 0 or cfg.estimator == "ppo":
                     ref_logp[idx, :t] = self._ref_logprobs(sub)
         adv = self._advantages(ro, old_logp, ref_logp, old_values)
@@ -240,7 +244,12 @@ class RLTrainer:
                 sub = batch.select(idx)
                 t = sub.response_mask.shape[1]
                 m = sub.response_mask.to(self.device).float()
-                lp, _, hid = self._forward_logprobs(self.policy, sub, want_hidden=self.value_heads is not None)
+                lp, ent, hid = self._forward_logprobs(self.policy, sub, want_entropy=on_policy and cfg.entropy_log,
+                                                      want_hidden=self.value_heads is not None)
+                if on_policy:
+                    old_logp[idx, :t] = lp.detach()
+                    if ent is not None:
+                        entropy[idx, :t] = ent
                 a = adv["adv"][idx] if adv["adv"].dim() == 1 else adv["adv"][idx, :t]
                 pg, info = L.clipped_policy_loss(lp, old_logp[idx, :t], a, m, cfg.clip_eps)
                 kl = L.masked_mean(L.kl_k3(lp, ref_logp[idx, :t]), m)
