@@ -63,7 +63,7 @@ def main() -> None:
     eval_cfg = EvalConfig.from_yaml(args.eval_config)
     rows = []
     base = evaluate(eval_cfg.model, cfg=eval_cfg, out_dir=args.out / "eval-base", name="base")
-    rows.append({"method": "base (no training)", "headline": base["headline"], "train_s": 0.0})
+    rows.append({"method": "base (no training)", "headline": base["headline"], "train_s": 0.0, "rl_s": 0.0})
     for spec in args.methods.split(","):
         name, over = _parse(spec.strip())
         run_dir = args.out / name
@@ -86,14 +86,14 @@ def main() -> None:
                      "rl_s": summary.get("wall_seconds"), "last_step": summary.get("last")})
 
     head = ("| method | harmful refusal | harmful compliance | mean cost | CVaR cost | violating prompts | "
-            "over-refusal | win-rate vs base | train wall (s) |")
+            "over-refusal | win-rate vs base | RL wall (s) |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         h = r["headline"]
         lines.append(" | ".join([
             f"| {r['method']}", _fmt(h.get("harmful_refusal_rate"), True), _fmt(h.get("harmful_compliance_rate"), True),
             _fmt(h.get("harmful_mean_cost")), _fmt(h.get("cvar_cost")), _fmt(h.get("violation_rate"), True),
-            _fmt(h.get("over_refusal_rate"), True), _fmt(h.get("win_rate"), True), f"{r['train_s'] or 0:.0f} |"]))
+            _fmt(h.get("over_refusal_rate"), True), _fmt(h.get("win_rate"), True), f"{r.get('rl_s') or 0:.0f} |"]))
     table = "\n".join(lines)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -36,3 +36,36 @@ def test_unknown_dataset_is_a_clear_error(capsys):
     rc = main(["data", "show", "advbenchh"])
     err = capsys.readouterr().err
     assert rc == 2 and "advbench" in err
+
+
+def test_hc_rlhf_runs_the_safety_test_with_the_default_cost_model(tmp_path, monkeypatch):
+    """`align --method hc-rlhf`: stage 1 on candidate prompts only, then stage 2 with the trainer's cost model."""
+    import safealign.certify.certificate as certificate
+    import safealign.train.trainer as trainer
+
+    seen: dict = {}
+
+    class FakeTrainer:
+        def __init__(self, cfg, harmful_prompts=None, benign_prompts=None, **kw):
+            seen["method"], seen["harmful"] = cfg.constraint.method, harmful_prompts
+            self.cost_scorer = "the trainer's cost scorer"
+
+        def train(self, resume=False):
+            return {"policy_dir": str(tmp_path / "model")}
+
+    def fake_certify(cfg, scorer=None):
+        cfg.validate()  # a config that certify itself would reject must not get here
+        seen["cfg"], seen["scorer"] = cfg, scorer
+        return type("Outcome", (), {"exit_code": 3})()
+
+    monkeypatch.setattr(trainer, "RLTrainer", FakeTrainer)
+    monkeypatch.setattr(certificate, "run_certify", fake_certify)
+    rc = main(["align", "--method", "hc-rlhf", "--out_dir", str(tmp_path / "run"), "--bound", "hoeffding",
+               "--constraint.hc_cost_transform", "sigmoid", "--constraint.threshold", "0.3"])
+    assert rc == 3 and seen["method"] == "pessimistic" and seen["scorer"] == "the trainer's cost scorer"
+    cfg = seen["cfg"]
+    assert cfg.cost_model == "cost" and cfg.bound == "hoeffding" and cfg.cost_transform == "sigmoid"
+    assert cfg.threshold == 0.3 and cfg.model == str(tmp_path / "model")
+    _, safety = certificate.candidate_and_safety_prompts(list(cfg.prompts), cfg.safety_fraction)
+    held_out = {m[-1]["content"] for m in safety}
+    assert seen["harmful"] and not held_out & {m[-1]["content"] for m in seen["harmful"]}  # never trained on

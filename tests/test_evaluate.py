@@ -513,3 +513,31 @@ def test_missing_scorers_error_when_asked(monkeypatch) -> None:
         build_judges(JudgeConfig(refusal="patterns", harm=["nonsense"]))
     with pytest.raises(JudgeError, match="unknown refusal judge"):
         build_judges(JudgeConfig(refusal="regex"))
+
+
+def test_eval_wraps_the_model_in_the_configured_decoder(tiny_llama_dir, monkeypatch) -> None:
+    """`safealign eval --decoder X` evaluates the decoder's responses; the baseline still samples plainly."""
+    from safealign.decode.registry import DecodingConfig
+    from safealign.evaluate.runner import EvalConfig, make_policy
+
+    built = []
+
+    class StubDecoder:
+        def respond(self, prompts):
+            return [type("R", (), {"text": "I can't help with that.", "tokens_sampled": 4, "seconds": 0.0,
+                                   "refused": True, "fallback": True, "screened": True, "reason": "stub"})()
+                    for _ in prompts]
+
+    def fake_build(self, engine, sampling=None, **kw):
+        built.append((self.decoder, sampling.max_new_tokens))
+        return StubDecoder()
+
+    monkeypatch.setattr(DecodingConfig, "build", fake_build)
+    cfg = EvalConfig.from_dict({"decoding": {"decoder": "best_of_n", "best_of_n": {"n": 4}},
+                                "sampling": {"max_new_tokens": 7}})
+    policy = make_policy(str(tiny_llama_dir), cfg)
+    assert built == [("best_of_n", 7)] and policy.decoding["decoder"] == "best_of_n" and policy.decoding["n"] == 4
+    rows = policy.respond([[{"role": "user", "content": "hi"}]], 2, 0)
+    assert [r["text"] for r in rows[0]] == ["I can't help with that."] * 2
+    plain = make_policy(str(tiny_llama_dir), cfg, plain=True)
+    assert "decoder" not in plain.decoding and len(built) == 1

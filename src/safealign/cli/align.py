@@ -81,7 +81,7 @@ def run_hc_rlhf(cfg: AlignConfig, args: argparse.Namespace) -> int:
     trainer = RLTrainer(cfg, harmful_prompts=harmful, benign_prompts=benign)
     summary = trainer.train(resume=args.resume)
     cert_cfg = CertifyConfig(
-        model=summary["policy_dir"], cost_model=None if cfg.cost_model == "default" else cfg.cost_model,
+        model=summary["policy_dir"], cost_model="cost" if cfg.cost_model == "default" else cfg.cost_model,
         threshold=cfg.constraint.threshold, delta=cfg.constraint.hc_delta, bound=args.bound,
         cost_transform=cfg.constraint.hc_cost_transform, prompts=sources, safety_fraction=args.safety_fraction,
         sampling=cfg.sampling.__class__(**{**cfg.sampling.to_dict(), "n": 1, "temperature": 0.7, "top_p": 0.95}))

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated: harmful, over-refusal, helpful, or prompt files with a label column")
     p.add_argument("--limit", dest="cfg::limit", default=argparse.SUPPRESS, metavar="N",
                    help="at most N prompts per suite group (quick runs)")
+    p.add_argument("--decoder", dest="cfg::decoding.decoder", default=argparse.SUPPRESS, metavar="NAME",
+                   help="decoding-time safety strategy on the evaluated model (best_of_n, rejection, guided, "
+                        "adaptive, guard, args; default: plain sampling); its options: --decoding.<name>.<option>")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_rest(p)
     p.set_defaults(func=run)
@@ -34,7 +37,7 @@ def _add_rest(p: argparse.ArgumentParser) -> None:
 
     tmp = argparse.ArgumentParser(add_help=False)
     add_config_arguments(tmp, EvalConfig)
-    taken = {"--model", "--baseline", "--suites", "--limit"}
+    taken = {"--model", "--baseline", "--suites", "--limit", "--decoding.decoder"}
     for action in tmp._actions:
         if action.option_strings and not taken & set(action.option_strings):
             kwargs = {"dest": action.dest, "default": action.default, "help": action.help,

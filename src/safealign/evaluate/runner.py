@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from safealign.config import ConfigBase, ConfigError, option, require, section
 from safealign.data.records import Message
+from safealign.decode.registry import DecodingConfig
 from safealign.generation.engine import Engine, SamplingConfig
 
 from . import metrics as M
@@ -103,6 +104,9 @@ class EvalConfig(ConfigBase):
     cache: bool = option(True, help="reuse cached generations/judgements and store new ones (resumes a run)")
     cache_path: str | None = option(None, help="cache file (default: $SAFEALIGN_HOME/eval_cache/cache.sqlite)")
     sampling: SamplingConfig = section(SamplingConfig, help="decoding of the evaluated (and baseline) model")
+    decoding: DecodingConfig = section(DecodingConfig, help="decoding-time safety strategy on top of the evaluated "
+                                                            "model (decoding.decoder; 'sample' = plain sampling); "
+                                                            "the baseline always samples plainly")
     suite: SuiteConfig = section(SuiteConfig, help="suite sizes and samples per prompt")
     judges: JudgeConfig = section(JudgeConfig, help="refusal, harm and reward judges")
     metrics: MetricConfig = section(MetricConfig, help="statistics")
@@ -199,15 +203,23 @@ def responder_policy(responder: Any, name: str, model_id: str | None = None,
 
 
 def make_policy(model: str | Engine | Any, cfg: EvalConfig, model_id: str | None = None,
-                name: str | None = None) -> Policy:
-    """Model ref -> HF/vLLM engine policy; Engine -> engine policy; anything else -> responder policy."""
+                name: str | None = None, plain: bool = False) -> Policy:
+    """Model ref -> HF/vLLM engine policy (or a decoder on it); Engine -> engine policy; else responder policy."""
     if isinstance(model, Policy):
         return model
     if isinstance(model, (str, Path)):
         from safealign.generation.engine import build_engine
 
         engine = build_engine(str(model), backend=cfg.backend, dtype=cfg.dtype)
-        return engine_policy(engine, cfg.sampling, name or str(model), model_id)
+        if plain or cfg.decoding.decoder == "sample":
+            return engine_policy(engine, cfg.sampling, name or str(model), model_id)
+        from safealign.models.loading import fingerprint
+
+        decoder = cfg.decoding.build(engine, cfg.sampling)
+        dec = {"decoder": cfg.decoding.decoder, **cfg.decoding.decoder_config().to_dict(),
+               "reward_scorer": cfg.decoding.reward_scorer, "cost_scorer": cfg.decoding.cost_scorer}
+        ident = model_id or f"{fingerprint(engine.model)}+{decoding_key(dec)}"
+        return responder_policy(decoder, name or f"{model}+{cfg.decoding.decoder}", ident, decoding=dec)
     if isinstance(model, Engine):
         return engine_policy(model, cfg.sampling, name or type(model).__name__, model_id)
     if hasattr(model, "respond") or callable(model):
@@ -508,7 +520,7 @@ def evaluate(model: str | Engine | Any, suites: Sequence[str | Suite] | None = N
         base_policy = None
         if baseline is not None and any(s.kind == "helpful" for s in loaded):
             base_policy = make_policy(baseline, cfg, baseline_id,
-                                      baseline if isinstance(baseline, str) else "baseline")
+                                      baseline if isinstance(baseline, str) else "baseline", plain=True)
         need_reward = any(s.kind == "helpful" for s in loaded)
         if judges is None:
             judges, notes = build_judges(cfg.judges, need_reward)
