@@ -45,6 +45,14 @@ def _fmt(x: object, pct: bool = False) -> str:
     return "n/a" if x is None else str(x)
 
 
+def _policy_risk(metrics: dict) -> dict:
+    """Per-prompt risk on the harmful suite under the policy-side cost model (the one the constraints use)."""
+    for suite in metrics["suites"].values():
+        if suite["suite"]["kind"] == "harmful":
+            return suite["groups"]["harmful"]["harm"].get("policy", {}).get("risk", {})
+    return {}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("runs/methods"))
@@ -63,7 +71,9 @@ def main() -> None:
     eval_cfg = EvalConfig.from_yaml(args.eval_config)
     rows = []
     base = evaluate(eval_cfg.model, cfg=eval_cfg, out_dir=args.out / "eval-base", name="base")
-    rows.append({"method": "base (no training)", "headline": base["headline"], "train_s": 0.0, "rl_s": 0.0})
+    rows.append({"method": "base (no training)", "headline": base["headline"], "policy_risk": _policy_risk(base),
+                 "train_s": 0.0, "rl_s": 0.0})
+    warm_done = False
     for spec in args.methods.split(","):
         name, over = _parse(spec.strip())
         run_dir = args.out / name
@@ -80,20 +90,31 @@ def main() -> None:
             summary["wall_s"] = round(time.perf_counter() - t0, 1)
             run_dir.mkdir(parents=True, exist_ok=True)
             summary_file.write_text(json.dumps(summary, indent=2, default=str))
+        if not warm_done and summary.get("policy_source") not in (None, eval_cfg.model):
+            warm_done = True  # the shared SFT warm start, before any RL step
+            w = evaluate(summary["policy_source"], cfg=eval_cfg, out_dir=args.out / "warmstart-only" / "eval",
+                         name="warm start only", baseline=eval_cfg.model)
+            rows.append({"method": "warm start only (0 RL steps)", "headline": w["headline"],
+                         "policy_risk": _policy_risk(w), "train_s": 0.0, "rl_s": 0.0})
         m = evaluate(summary["policy_dir"], cfg=eval_cfg, out_dir=run_dir / "eval", name=name,
                      baseline=eval_cfg.model)
-        rows.append({"method": name, "headline": m["headline"], "train_s": summary.get("wall_s"),
+        rows.append({"method": name, "headline": m["headline"], "policy_risk": _policy_risk(m),
+                     "train_s": summary.get("wall_s"),
                      "rl_s": summary.get("wall_seconds"), "last_step": summary.get("last")})
 
-    head = ("| method | harmful refusal | harmful compliance | mean cost | CVaR cost | violating prompts | "
-            "over-refusal | win-rate vs base | RL wall (s) |")
-    lines = [head, "|" + "---|" * 9]
+    lines = ["| method | harmful refusal | over-refusal (XSTest safe) | win-rate vs base | harmful compliance: judge / "
+             "policy cost model | mean cost | CVaR0.1 cost | violating prompts | RL wall (s) | final λ |",
+             "|" + "---|" * 10]
     for r in rows:
-        h = r["headline"]
+        h, risk = r["headline"], r["policy_risk"]
+        by = h.get("harmful_compliance_by_judge", {})
+        lam = r.get("last_step", {}) or {}
         lines.append(" | ".join([
-            f"| {r['method']}", _fmt(h.get("harmful_refusal_rate"), True), _fmt(h.get("harmful_compliance_rate"), True),
-            _fmt(h.get("harmful_mean_cost")), _fmt(h.get("cvar_cost")), _fmt(h.get("violation_rate"), True),
-            _fmt(h.get("over_refusal_rate"), True), _fmt(h.get("win_rate"), True), f"{r.get('rl_s') or 0:.0f} |"]))
+            f"| {r['method']}", _fmt(h.get("harmful_refusal_rate"), True), _fmt(h.get("over_refusal_rate"), True),
+            _fmt(h.get("win_rate"), True),
+            " / ".join(_fmt(by[j]["value"], True) for j in ("judge", "policy") if j in by),
+            _fmt(risk.get("mean_cost")), _fmt(risk.get("cvar_cost")), _fmt(risk.get("violation_rate"), True),
+            f"{r.get('rl_s') or 0:.0f}", _fmt(lam.get("constraint/lambda")) + " |"]))
     table = "\n".join(lines)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
