@@ -216,19 +216,17 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
         if kind == "cost" and cfg.compliance_openers > 0:
             out[f"{name}:vs-opener"] = {
                 split: _with_openers(rows, cfg.compliance_openers, f"{cfg.split_salt}:{name}:{split}",
-                                     OPENERS_TRAIN if split == "train" else OPENERS_EVAL, f"{name}:vs-opener")
+                                     _openers(split), f"{name}:vs-opener")
                 for split, rows in out[name].items()}
         if kind == "cost" and cfg.prefill_compliance > 0:
             from safealign.scoring.synthetic import prefilled_compliance
 
             out[f"{name}:vs-prefilled"] = {}
             for split, rows in out[name].items():
-                n = cfg.prefill_compliance if split == "train" else max(1, cfg.prefill_compliance // 8)
-                pick = random.Random(f"{cfg.split_salt}:{name}:{split}:prefill").sample(rows, min(n, len(rows)))
+                pick = _prefill_sample(rows, cfg.prefill_compliance, split, f"{cfg.split_salt}:{name}:{split}:prefill")
                 out[f"{name}:vs-prefilled"][split] = prefilled_compliance(
-                    pick, OPENERS_TRAIN if split == "train" else OPENERS_EVAL, model=cfg.prefill_model,
-                    max_new_tokens=cfg.prefill_max_new_tokens, seed=f"{cfg.split_salt}:{split}",
-                    source=f"{name}:vs-prefilled")
+                    pick, _openers(split), model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
+                    seed=f"{cfg.split_salt}:{split}", source=f"{name}:vs-prefilled")
     if kind == "cost" and cfg.prefill_benign > 0:
         from safealign.scoring.synthetic import prefilled_responses
 
@@ -237,10 +235,9 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
             add(f"{name}:prefilled-benign", [Example(r.messages, "", sign_a=-1, source=f"{name}:prefilled-benign")
                                              for r in recs])
             for split, rows in out[f"{name}:prefilled-benign"].items():
-                n = cfg.prefill_benign if split == "train" else max(1, cfg.prefill_benign // 8)
-                pick = random.Random(f"{cfg.split_salt}:{name}:{split}:benign").sample(rows, min(n, len(rows)))
-                texts = prefilled_responses(pick, OPENERS_TRAIN if split == "train" else OPENERS_EVAL,
-                                            model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
+                pick = _prefill_sample(rows, cfg.prefill_benign, split, f"{cfg.split_salt}:{name}:{split}:benign")
+                texts = prefilled_responses(pick, _openers(split), model=cfg.prefill_model,
+                                            max_new_tokens=cfg.prefill_max_new_tokens,
                                             seed=f"{cfg.split_salt}:{split}:benign")
                 out[f"{name}:prefilled-benign"][split] = [dataclasses.replace(r, a=t)
                                                           for r, t in zip(pick, texts, strict=True)]
@@ -269,6 +266,17 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
         for split in ("validation", "test"):
             splits[split] = splits[split][: cfg.max_eval_rows]
     return out
+
+
+def _openers(split: str) -> Sequence[str]:
+    """Compliance-opener templates of a split: held-out splits use a disjoint set."""
+    return OPENERS_TRAIN if split == "train" else OPENERS_EVAL
+
+
+def _prefill_sample(rows: Sequence[Example], n_train: int, split: str, seed: str) -> list[Example]:
+    """The rows of one split whose opener the prefill model continues: n_train in train, an eighth elsewhere."""
+    n = n_train if split == "train" else max(1, n_train // 8)
+    return random.Random(seed).sample(list(rows), min(n, len(rows)))
 
 
 def opener_for(prompt: str, template: str) -> str:
