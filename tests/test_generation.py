@@ -106,3 +106,28 @@ def test_sampling_config_validation(bad):
 
     with pytest.raises(ConfigError):
         SamplingConfig(**bad)
+
+
+def test_sampling_frequencies_match_the_softmax():
+    """The inverse-CDF draw samples each token with its softmax probability, per row."""
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.0, 0.0, 0.1, 0.9]]))
+    gen = torch.Generator().manual_seed(1)
+    draws = torch.stack([sample_next(logits, SamplingConfig(temperature=1.0, top_p=1.0), gen) for _ in range(4000)])
+    freq0 = torch.bincount(draws[:, 0], minlength=4).float() / len(draws)
+    freq1 = torch.bincount(draws[:, 1], minlength=4).float() / len(draws)
+    assert torch.allclose(freq0, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.03)
+    assert torch.allclose(freq1, torch.tensor([0.0, 0.0, 0.1, 0.9]), atol=0.03)
+    assert freq0[3] == 0 and freq1[:2].sum() == 0  # zero-probability tokens are never drawn
+
+
+def test_contiguous_head_input_keeps_logits(tiny_llama):
+    from safealign.models.loading import contiguous_lm_head_input
+
+    ids = torch.randint(0, 100, (3, 7))
+    with torch.no_grad():
+        before = tiny_llama(input_ids=ids, logits_to_keep=2).logits
+        contiguous_lm_head_input(tiny_llama)
+        contiguous_lm_head_input(tiny_llama)  # idempotent: one hook
+        after = tiny_llama(input_ids=ids, logits_to_keep=2).logits
+    assert len(tiny_llama.get_output_embeddings()._forward_pre_hooks) == 1
+    assert torch.allclose(before, after, atol=1e-6)

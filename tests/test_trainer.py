@@ -116,3 +116,19 @@ def test_warmstart_labels_only_the_response_and_respects_truncation(smol_tokeniz
     stats = supervised_warmstart(tiny_llama, smol_tokenizer, examples, WarmStartConfig(steps=30, batch_size=2, lr=3e-3),
                                  torch.float32, "cpu", seed=0)
     assert stats["sft_loss_last10"] < 0.5 * stats["sft_loss_first"]  # it fits the targets
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_rollout_copy_samples_from_the_trained_weights(tmp_path, lora):
+    """After updates, the synced rollout copy computes the policy's own logits (merged LoRA or full weights)."""
+    tr = make_trainer(str(tmp_path / "copy"), steps=2, checkpoint_every=0, lora={"enabled": lora})
+    tr.train()
+    policy = tr.accelerator.unwrap_model(tr.policy).eval()
+    ids = torch.randint(0, 500, (2, 9))
+    with torch.no_grad():
+        stale = tr.rollout_copy.model(input_ids=ids).logits
+        tr.rollout_copy.sync()
+        synced = tr.rollout_copy.model(input_ids=ids).logits
+        want = policy(input_ids=ids).logits
+    assert torch.allclose(synced, want, atol=1e-4)
+    assert not torch.allclose(stale, want, atol=1e-4)  # the copy really was refreshed, not shared

@@ -100,6 +100,9 @@ class AlignConfig(ConfigBase):
     gae_lambda: float = option(0.95, help="ppo: GAE lambda")
     value_clip: float = option(0.2, help="ppo: value clipping")
     score_clip: float = option(10.0, help="rewards and costs are clipped to +- this before use")
+    rollout_copy: bool = option(
+        True, help="sample rollouts from a merged copy of the policy in the compute dtype (faster; one more "
+                   "copy of the weights in memory)")
     entropy_log: bool = option(True, help="log the policy entropy (one extra pass over the logits)")
     violation_tau: float = option(0.5, help="a prompt violates when the share of its samples with cost > d exceeds tau")
     checkpoint_every: int = option(10, help="write a resumable checkpoint every N steps (0: only at the end)")

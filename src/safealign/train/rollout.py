@@ -104,3 +104,44 @@ def build_sequences(prompt_ids: list[list[int]], gens: list[Generation], pad_id:
             attn[r, p_width:p_width + t] = 1
             resp[r, :t] = 1
     return SequenceBatch(ids, attn, resp, p_width)
+
+
+class RolloutCopy:
+    """A plain copy of the policy in the compute dtype that rollouts sample from, refreshed before each rollout.
+
+    Why: decoding through an unmerged LoRA adapter adds two small matmuls (and dtype casts) to every
+    projection of every decode step, and full fine-tuning keeps fp32 master weights; a merged copy in the
+    compute dtype samples ~1.3-1.5x faster on a CPU. Merging into the policy and unmerging afterwards would
+    instead drift the frozen bf16 base weights, which are also the KL reference, by rounding each step.
+    Costs one more copy of the weights in memory (``rollout_copy: false`` trades it back for speed).
+    """
+
+    def __init__(self, policy: Any, dtype: torch.dtype):
+        import copy
+
+        self.policy = policy
+        self.lora = hasattr(policy, "peft_config")
+        plain = copy.deepcopy(policy).merge_and_unload() if self.lora else copy.deepcopy(policy)
+        self.model = plain.to(dtype).eval().requires_grad_(False)
+        if self.lora:
+            from peft.tuners.lora import LoraLayer
+
+            # peft names a wrapped module "base_model.model.<name>"; the merged copy calls it "<name>"
+            self._pairs = [(mod, self.model.get_submodule(name.removeprefix("base_model.model.")))
+                           for name, mod in policy.named_modules() if isinstance(mod, LoraLayer)]
+        else:
+            self._pairs = list(zip(policy.parameters(), self.model.parameters(), strict=True))
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Copy the current trained weights in (LoRA: W + scale * B @ A, computed in fp32)."""
+        if not self.lora:
+            for src, dst in self._pairs:
+                dst.copy_(src)
+            return
+        for layer, dst in self._pairs:
+            merged = layer.base_layer.weight.float()
+            for name in layer.active_adapters:
+                if name in layer.lora_A:
+                    merged = merged + layer.get_delta_weight(name).float()
+            dst.weight.copy_(merged)

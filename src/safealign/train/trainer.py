@@ -31,7 +31,7 @@ from safealign.paths import atomic_write_text
 from safealign.scoring.base import Scorer
 from safealign.train.config import AlignConfig
 from safealign.train.constraints import ConstraintHandler, build_handler
-from safealign.train.rollout import PromptMixture, SequenceBatch, build_sequences
+from safealign.train.rollout import PromptMixture, RolloutCopy, SequenceBatch, build_sequences
 
 
 class TrainingError(RuntimeError):
@@ -92,6 +92,9 @@ class RLTrainer:
             # LoRA: frozen base weights in the compute dtype; full fine-tuning keeps fp32 master weights.
             policy = load_causal_lm(self.policy_source, dtype="float32" if not cfg.lora.enabled else cfg.dtype,
                                     device=self.device)
+        from safealign.models.loading import contiguous_lm_head_input
+
+        policy = contiguous_lm_head_input(policy)
         self.tokenizer = tokenizer
         self.ref_model = None
         if cfg.lora.enabled:
@@ -113,7 +116,9 @@ class RLTrainer:
             groups.append({"params": list(self.value_heads.parameters()), "lr": cfg.critic_lr})
         self.optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
         self.policy, self.optimizer = self.accelerator.prepare(self.policy, self.optimizer)
-        self.engine = HFEngine(self.accelerator.unwrap_model(self.policy), tokenizer)
+        unwrapped = self.accelerator.unwrap_model(self.policy)
+        self.rollout_copy = RolloutCopy(unwrapped, self.compute_dtype) if cfg.rollout_copy else None
+        self.engine = HFEngine(self.rollout_copy.model if self.rollout_copy else unwrapped, tokenizer)
 
         self.reward_scorer = reward_scorer or _load_scorer(cfg.reward_model, "reward")
         self.cost_scorer = cost_scorer or _load_scorer(cfg.cost_model, "cost")
@@ -161,6 +166,8 @@ class RLTrainer:
         sampling = SamplingConfig(**{**cfg.sampling.to_dict(), "n": cfg.samples_per_prompt,
                                      "seed": cfg.seed * 100_003 + self.step})
         t0 = time.perf_counter()
+        if self.rollout_copy is not None:
+            self.rollout_copy.sync()
         gens = self.engine.generate(prompts, sampling)
         gen_time = time.perf_counter() - t0
         flat = [g for row in gens for g in row]
