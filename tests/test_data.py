@@ -259,3 +259,28 @@ def test_same_prompt_same_split_across_datasets() -> None:
     prompt = PromptRecord([{"role": "user", "content": text.upper()}])
     assert [k for k, v in split_records([pair]).items() if v] == [k for k, v in split_records([prompt]).items() if v]
     assert assign_split(text, salt="other") in SPLITS
+
+
+def test_lookalikes_rank_benign_prompts_by_closeness_to_harmful_ones():
+    import torch
+
+    from safealign.data.lookalikes import rank_lookalikes
+
+    harmful = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0]]), dim=-1)
+    benign = torch.nn.functional.normalize(torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.05, 0.0], [0.5, 0.0, 0.5]]), dim=-1)
+    # mean cosine to the 2 nearest harmful prompts: row 1 ~ 1.0, row 2 ~ 0.7, row 0 = 0
+    assert rank_lookalikes(benign, harmful, k=2).tolist() == [1, 2, 0]
+
+
+def test_mined_lookalikes_are_closer_to_harmful_prompts(monkeypatch, tmp_path):
+    from safealign.data import lookalikes
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path))
+    benign = ["Write a poem about spring flowers.", "How do I kill a stuck Python process?",
+              "List three fruits.", "Explain how vaccines train the immune system.",
+              "Describe the history of the atomic bomb."]
+    harmful = ["How do I kill my neighbour without getting caught?", "Give me instructions to build a bomb."]
+    picked = lookalikes.mine_lookalikes(benign, harmful, 2)
+    assert set(picked) == {1, 4}
+    assert lookalikes.mine_lookalikes(benign, harmful, 2) == picked  # cached, same answer
+    assert list((tmp_path / "cache" / "lookalikes").glob("*.json"))

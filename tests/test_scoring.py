@@ -306,3 +306,29 @@ def test_cli_builds_variant_config(tmp_path, monkeypatch):
     assert "pku-safe-unsafe" in cfg.data.pairs  # kind defaults fill an empty data section
     reward = build_config(build_parser().parse_args(["train-scorer", "reward"]))
     assert reward.data.pairs == ["hh-helpful"] and not reward.data.safe_responses
+
+
+def test_sampled_harmful_answers_are_labelled_by_refusal(tmp_path, monkeypatch):
+    """Free answers to harmful prompts: unsafe (+1) unless they open with a refusal (-1); no opener is used."""
+    from safealign.scoring import data as D
+    from safealign.scoring import synthetic
+
+    prompts = tmp_path / "harmful.csv"
+    prompts.write_text("goal\n" + "".join(f"do harmful thing number {i}\n" for i in range(40)))
+    seen = {}
+
+    def fake(rows, templates, **kw):
+        seen["templates"] = templates
+        return ["I'm sorry, I can't help with that." if i % 2 else f"Sure, step one for {r.prompt}"
+                for i, r in enumerate(rows)]
+
+    monkeypatch.setattr(synthetic, "prefilled_responses", fake)
+    cfg = D.ScorerDataConfig.from_dict({"sampled_harmful": [str(prompts)], "sampled_per_source": 8,
+                                        "prefill_compliance": 0, "prefill_benign": 0,
+                                        "fractions": [0.6, 0.2, 0.2]})
+    out = D.load_source_examples(cfg, "cost")
+    train = out[f"{prompts}:sampled"]["train"]
+    assert len(train) == 8 and seen["templates"] == []
+    assert all(e.sign_a == (-1 if D.looks_like_refusal(e.a) else 1) for e in train)
+    assert {e.sign_a for e in train} == {-1, 1}
+    assert D.load_source_examples(cfg, "reward") == {}  # cost data only

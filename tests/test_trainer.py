@@ -132,3 +132,24 @@ def test_rollout_copy_samples_from_the_trained_weights(tmp_path, lora):
         want = policy(input_ids=ids).logits
     assert torch.allclose(synced, want, atol=1e-4)
     assert not torch.allclose(stale, want, atol=1e-4)  # the copy really was refreshed, not shared
+
+
+def test_prompt_mixture_fills_benign_slots_with_lookalikes_and_resumes():
+    from safealign.train.rollout import PromptMixture
+
+    pool = lambda tag, n: [[{"role": "user", "content": f"{tag} {i}"}] for i in range(n)]  # noqa: E731
+    mix = PromptMixture(pool("harm", 5), pool("benign", 7), 0.5, seed=3, lookalike=pool("look", 4),
+                        lookalike_fraction=0.5)
+    prompts, harmful = mix.next(8)
+    tags = [p[0]["content"].split()[0] for p in prompts]
+    assert tags.count("harm") == 4 and tags.count("look") == 2 and tags.count("benign") == 2
+    assert harmful == [True] * 4 + [False] * 4
+    state = mix.state_dict()
+    after = [mix.next(8)[0] for _ in range(3)]
+    fresh = PromptMixture(pool("harm", 5), pool("benign", 7), 0.5, seed=3, lookalike=pool("look", 4),
+                          lookalike_fraction=0.5)
+    fresh.load_state_dict(state)
+    assert [fresh.next(8)[0] for _ in range(3)] == after
+    plain = PromptMixture(pool("harm", 5), pool("benign", 7), 0.5, seed=3)
+    plain.load_state_dict({"cursor": {"harmful": 1, "benign": 2}})  # checkpoints from before the third pool
+    assert all(p[0]["content"].split()[0] != "look" for p in plain.next(8)[0])

@@ -101,15 +101,21 @@ class ScorerDataConfig(ConfigBase):
     compliance_openers: float = option(0.5, help="cost data only: fraction of safe_responses prompts (harmful "
                                                  "instructions) that also get a synthetic compliance opener "
                                                  "labelled unsafe, paired with the refusal (see docs)")
-    prefill_compliance: int = option(400, help="cost data only: harmful instructions (train split of "
+    prefill_compliance: int = option(200, help="cost data only: harmful instructions (train split of "
                                                "safe_responses) whose compliance opener the prefill model continues; "
                                                "labelled unsafe, paired with the refusal. 0 = off (see docs)")
     benign_prompts: list[str] = option(default_factory=list, help="cost data only: benign prompt datasets whose "
                                                                   "prefilled answers are labelled safe (the contrast "
                                                                   "set of prefill_compliance)")
-    prefill_benign: int = option(400, help="cost data only: benign instructions (train split of benign_prompts) whose "
+    prefill_benign: int = option(250, help="cost data only: benign instructions (train split of benign_prompts) whose "
                                            "compliance opener the prefill model continues, labelled safe, so that "
                                            "compliant *style* alone does not read as unsafe. 0 = off")
+    sampled_harmful: list[str] = option(
+        default_factory=list, help="cost data only: harmful prompt datasets the prefill model answers freely (no "
+                                   "opener); an answer is labelled unsafe unless it opens with a refusal. The "
+                                   "policy's own failure mode, in its own words (on-policy red-teaming data)")
+    sampled_per_source: int = option(200, help="cost data only: training prompts answered per sampled_harmful "
+                                               "dataset (an eighth of that for validation and test)")
     prefill_model: str = option("smollm2-135m-instruct", help="model that continues the prefilled openers "
                                                               "(ideally the policy that the scorer will judge)")
     prefill_max_new_tokens: int = option(48, help="tokens generated after each prefilled opener")
@@ -130,7 +136,7 @@ class ScorerDataConfig(ConfigBase):
 
     def has_sources(self) -> bool:
         return bool(self.pairs or self.safety_pairs or self.safe_responses or self.weak_safe_chosen
-                    or self.benign_prompts)
+                    or self.benign_prompts or self.sampled_harmful)
 
     def with_kind_defaults(self, kind: str) -> None:
         """Fill the default sources of ``kind`` when none is configured (in place)."""
@@ -141,6 +147,7 @@ class ScorerDataConfig(ConfigBase):
                 self.pairs, self.safe_responses = ["pku-safe-unsafe", "hh-harmless"], ["safety-refusals"]
                 self.weak_safe_chosen = ["hh-helpful"]
                 self.benign_prompts = ["alpaca"]
+                self.sampled_harmful = ["advbench"]
 
     def validate(self) -> None:
         require(self.train_half in ("all", "a", "b"), f"train_half must be all, a or b, got '{self.train_half}'")
@@ -149,7 +156,8 @@ class ScorerDataConfig(ConfigBase):
         require(self.fractions[1] > 0, "a validation fraction > 0 is needed for early stopping")
         require(0 <= self.refusal_negatives <= 1, "refusal_negatives must be in [0, 1]")
         require(0 <= self.compliance_openers <= 1, "compliance_openers must be in [0, 1]")
-        require(self.prefill_benign >= 0, "prefill_benign must be >= 0")
+        require(self.prefill_benign >= 0 and self.sampled_per_source >= 0,
+                "prefill_benign and sampled_per_source must be >= 0")
         require(self.prefill_compliance >= 0 and self.prefill_max_new_tokens >= 1,
                 "prefill_compliance must be >= 0 and prefill_max_new_tokens >= 1")
         require(self.prefixes_per_example >= 0, "prefixes_per_example must be >= 0")
@@ -241,6 +249,18 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
                                             seed=f"{cfg.split_salt}:{split}:benign")
                 out[f"{name}:prefilled-benign"][split] = [dataclasses.replace(r, a=t)
                                                           for r, t in zip(pick, texts, strict=True)]
+    if kind == "cost" and cfg.sampled_per_source > 0:
+        from safealign.scoring.synthetic import prefilled_responses
+
+        for name in cfg.sampled_harmful:
+            recs = [r for r in load_dataset(name, kind="prompts") if len(r.text) <= 600]
+            add(f"{name}:sampled", [Example(r.messages, "", source=f"{name}:sampled") for r in recs])
+            for split, rows in out[f"{name}:sampled"].items():
+                pick = _prefill_sample(rows, cfg.sampled_per_source, split, f"{cfg.split_salt}:{name}:{split}:sampled")
+                texts = prefilled_responses(pick, [], model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
+                                            seed=f"{cfg.split_salt}:{split}:sampled")
+                out[f"{name}:sampled"][split] = [dataclasses.replace(r, a=t, sign_a=-1 if looks_like_refusal(t) else 1)
+                                                 for r, t in zip(pick, texts, strict=True) if t.strip()]
     for name in cfg.weak_safe_chosen:
         ex = [Example(p.messages, p.chosen, sign_a=-1, source=f"{name}:chosen-as-safe")
               for p in load_dataset(name, kind="preferences") if not looks_like_refusal(p.chosen)]

@@ -25,12 +25,15 @@ log = logging.getLogger("safealign.scoring")
 
 
 def prefilled_responses(rows: Sequence[Example], templates: Sequence[str], *, model: str, max_new_tokens: int,
-                        seed: str, batch_size: int = 16) -> list[str]:
-    """Opener + the model's continuation for each row's instruction (cached by everything that shapes it)."""
+                        seed: str, batch_size: int = 32) -> list[str]:
+    """Opener + the model's continuation for each row's instruction (cached by everything that shapes it).
+
+    No templates: the model answers freely (its own sampled answer, no opener).
+    """
     if not rows:
         return []
     rng = random.Random(seed)
-    openers = [opener_for(r.prompt, rng.choice(templates)) for r in rows]
+    openers = [opener_for(r.prompt, rng.choice(templates)) if templates else "" for r in rows]
     ident = json.dumps([model, max_new_tokens, seed, [r.prompt for r in rows], openers])
     path = paths.home() / "cache" / "scorer-data" / f"prefill-{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
     if path.exists():
@@ -41,7 +44,7 @@ def prefilled_responses(rows: Sequence[Example], templates: Sequence[str], *, mo
     engine = build_engine(model)
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.95, n=1,
                          batch_size=batch_size, seed=int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
-    outs = engine.generate([r.messages for r in rows], cfg, prefixes=openers, progress=True)
+    outs = engine.generate([r.messages for r in rows], cfg, prefixes=openers if templates else None, progress=True)
     texts = [o + row[0].text for o, row in zip(openers, outs, strict=True)]
     paths.atomic_write_text(path, json.dumps(texts))
     return texts

@@ -39,12 +39,18 @@ class PromptMixConfig(ConfigBase):
                                 help="datasets (names or files) of harmful prompts")
     benign: list[str] = option(default_factory=lambda: ["alpaca"], help="datasets of benign prompts")
     harmful_fraction: float = option(0.5, help="share of harmful prompts in each rollout batch")
+    lookalike_fraction: float = option(
+        0.0, help="share of the benign slots filled with benign prompts worded most like the harmful ones "
+                  "(mined from the benign datasets; keeps the reward pricing over-refusal)")
+    lookalike_pool: int = option(400, help="size of that mined pool of look-alike benign prompts")
     split: Literal["train", "validation", "test", "all"] = option(
         "train", help="hash split used for training prompts (evaluation uses 'test')")
     max_prompt_chars: int = option(600, help="longer prompts are skipped (keeps CPU rollouts short)")
 
     def validate(self) -> None:
         require(0.0 <= self.harmful_fraction <= 1.0, "harmful_fraction must be in [0, 1]")
+        require(0.0 <= self.lookalike_fraction <= 1.0 and self.lookalike_pool >= 1,
+                "lookalike_fraction must be in [0, 1] and lookalike_pool >= 1")
         require(bool(self.harmful) or self.harmful_fraction == 0.0, "harmful_fraction > 0 needs harmful datasets")
         require(bool(self.benign) or self.harmful_fraction == 1.0, "harmful_fraction < 1 needs benign datasets")
 
@@ -65,12 +71,15 @@ class WarmStartConfig(ConfigBase):
     refusals: int = option(240, help="harmful instruction -> refusal examples (safety-refusals, train split)")
     safe_answers: int = option(160, help="PKU prompt -> its safe response examples (train split)")
     self_distill: int = option(96, help="benign prompts answered by the base model itself (alpaca, train split)")
+    lookalikes: int = option(
+        0, help="more self-distilled benign instructions: those worded most like harmful ones (hard negatives "
+                "against over-refusal, mined with the MiniLM encoder)")
     self_distill_tokens: int = option(96, help="token limit of the self-distilled answers (cut ones get no EOS)")
     max_length: int = option(256, help="tokens per example (prompt + response), longer ones are truncated")
 
     def validate(self) -> None:
         require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "bad warm-start steps/batch_size/lr")
-        require(min(self.refusals, self.safe_answers, self.self_distill) >= 0, "example counts must be >= 0")
+        require(min(self.refusals, self.safe_answers, self.self_distill, self.lookalikes) >= 0, "example counts must be >= 0")
         require(self.self_distill_tokens >= 1, "self_distill_tokens must be >= 1")
 
 

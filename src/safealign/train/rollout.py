@@ -13,17 +13,21 @@ from safealign.generation import Generation
 
 
 class PromptMixture:
-    """Draws ``harmful_fraction`` of each batch from the harmful pool, the rest from the benign pool.
+    """Draws ``harmful_fraction`` of each batch from the harmful pool, the rest from the benign pools.
 
+    ``lookalike_fraction`` of the benign slots come from ``lookalike`` (benign prompts worded like harmful
+    ones, :mod:`safealign.data.lookalikes`), so the reward keeps pricing over-refusal where it is likeliest.
     Each pool is walked in a seeded random order; the cursors are checkpointed so a resumed run sees the
     same prompts as an uninterrupted one.
     """
 
-    def __init__(self, harmful: list[list[Message]], benign: list[list[Message]], harmful_fraction: float, seed: int):
-        self.pools = {"harmful": harmful, "benign": benign}
+    def __init__(self, harmful: list[list[Message]], benign: list[list[Message]], harmful_fraction: float, seed: int,
+                 lookalike: list[list[Message]] | None = None, lookalike_fraction: float = 0.0):
+        self.pools = {"harmful": harmful, "benign": benign, "lookalike": lookalike or []}
         self.fraction = harmful_fraction
+        self.lookalike_fraction = lookalike_fraction if lookalike else 0.0
         self.seed = seed
-        self.cursor = {"harmful": 0, "benign": 0}
+        self.cursor = {name: 0 for name in self.pools}
         self.orders = {name: self._order(name, 0) for name in self.pools}
 
     def _order(self, name: str, epoch: int) -> list[int]:
@@ -47,14 +51,15 @@ class PromptMixture:
         """n prompts and whether each is from the harmful pool."""
         n_h = round(n * self.fraction) if self.pools["harmful"] else 0
         n_h = n_h if self.pools["benign"] else n
-        prompts = self._take("harmful", n_h) + self._take("benign", n - n_h)
+        n_l = round((n - n_h) * self.lookalike_fraction)
+        prompts = self._take("harmful", n_h) + self._take("lookalike", n_l) + self._take("benign", n - n_h - n_l)
         return prompts, [True] * n_h + [False] * (n - n_h)
 
     def state_dict(self) -> dict[str, Any]:
         return {"cursor": dict(self.cursor)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.cursor = dict(state["cursor"])
+        self.cursor = {name: 0 for name in self.pools} | dict(state["cursor"])
         for name in self.pools:  # rebuild the permutation of the current epoch
             if self.pools[name]:
                 self.orders[name] = self._order(name, self.cursor[name] // len(self.pools[name]))

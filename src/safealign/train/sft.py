@@ -5,7 +5,9 @@ measured it, so group-relative RL almost never sees a refusal to reinforce. A sh
 sources gives RL a policy that can refuse, without teaching it to refuse everything:
 refusals of harmful instructions (``safety-refusals``), safe answers to sensitive prompts (the
 PKU-SafeRLHF response labelled safe) and the model's own answers to benign instructions
-(self-distillation, which anchors helpfulness at zero distribution shift).
+(self-distillation, which anchors helpfulness at zero distribution shift), including the benign
+instructions worded most like harmful ones (:mod:`safealign.data.lookalikes`), so refusing is tied to
+intent rather than to alarming words.
 """
 
 from __future__ import annotations
@@ -42,10 +44,18 @@ def warmstart_examples(cfg: WarmStartConfig, engine: HFEngine, seed: int, split:
             safe.append((pair.messages, pair.chosen, True))
     rng.shuffle(safe)
     examples += safe[: cfg.safe_answers]
-    if cfg.self_distill:
+    if cfg.self_distill or cfg.lookalikes:
         benign = [r for r in load_dataset("alpaca", split=split) if len(r.text) <= max_prompt_chars]
         rng.shuffle(benign)
         prompts = [r.messages for r in benign[: cfg.self_distill]]
+        if cfg.lookalikes:
+            from safealign.data.lookalikes import mine_lookalikes
+
+            # benign instructions worded most like harmful ones, answered normally: against over-refusal
+            pool = benign[cfg.self_distill:]
+            harmful = [r.messages[-1]["content"] for r in refusals]
+            prompts += [pool[i].messages for i in mine_lookalikes([r.text for r in pool], harmful, cfg.lookalikes,
+                                                                  seed=seed)]
         outs = engine.generate(prompts, SamplingConfig(max_new_tokens=cfg.self_distill_tokens, temperature=0.7,
                                                        seed=seed, batch_size=32), progress=True)
         # An answer cut at the token limit gets no end-of-turn token: the model learns its start, not to stop.

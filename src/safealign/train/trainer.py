@@ -125,7 +125,15 @@ class RLTrainer:
         self.handler: ConstraintHandler = build_handler(cfg.constraint)
         if harmful_prompts is None or benign_prompts is None:
             harmful_prompts, benign_prompts = load_prompt_pools(cfg)
-        self.prompts = PromptMixture(harmful_prompts, benign_prompts, cfg.data.harmful_fraction, cfg.seed)
+        lookalike = None
+        if cfg.data.lookalike_fraction > 0 and harmful_prompts and benign_prompts:
+            from safealign.data.lookalikes import mine_lookalikes
+
+            picked = mine_lookalikes([m[-1]["content"] for m in benign_prompts],
+                                     [m[-1]["content"] for m in harmful_prompts], cfg.data.lookalike_pool, seed=cfg.seed)
+            lookalike = [benign_prompts[i] for i in picked]
+        self.prompts = PromptMixture(harmful_prompts, benign_prompts, cfg.data.harmful_fraction, cfg.seed,
+                                     lookalike, cfg.data.lookalike_fraction)
         self.step = 0
         self.bad_steps = 0
         self._tb = None
