@@ -19,25 +19,6 @@ import torch
 from safealign import paths
 
 
-@torch.no_grad()
-def embed_sentences(texts: Sequence[str], encoder: str = "all-minilm-l6-v2", batch_size: int = 128) -> torch.Tensor:
-    """Unit-norm mean-pooled sentence embeddings [N, H] (sentence-transformers' pooling for MiniLM)."""
-    from transformers import AutoModel, AutoTokenizer
-
-    from safealign.models.loading import resolve
-
-    path = resolve(encoder)
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path, use_safetensors=True).eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tok(list(texts[i:i + batch_size]), padding=True, truncation=True, max_length=64, return_tensors="pt")
-        h = model(**enc).last_hidden_state  # [B, T, H]
-        m = enc["attention_mask"][..., None].float()
-        out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1))
-    return torch.cat(out) if out else torch.zeros(0, 1)
-
-
 def rank_lookalikes(benign_emb: torch.Tensor, harmful_emb: torch.Tensor, k: int = 5) -> torch.Tensor:
     """Benign indices, most harmful-looking first. benign_emb [B, H], harmful_emb [M, H], both unit-norm."""
     sims = benign_emb @ harmful_emb.T  # [B, M] cosine similarities
@@ -62,7 +43,12 @@ def mine_lookalikes(benign: Sequence[str], harmful: Sequence[str], n: int, *, ca
     path = paths.home() / "cache" / "lookalikes" / f"{key}.json"
     if cache and path.exists():
         return json.loads(path.read_text())
-    order = rank_lookalikes(embed_sentences([benign[i] for i in b_idx], encoder), embed_sentences(h_texts, encoder), k)
+    from safealign.evaluate.judges import TextEncoder
+
+    # fp32: the ranking (and so the cached answer) must not depend on whether the host runs bf16 fast
+    enc = TextEncoder(encoder, max_length=64, batch_size=128, dtype="float32", device="cpu")
+    order = rank_lookalikes(torch.from_numpy(enc.encode([benign[i] for i in b_idx])),
+                            torch.from_numpy(enc.encode(h_texts)), k)
     picked = [b_idx[int(j)] for j in order[:n]]
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)

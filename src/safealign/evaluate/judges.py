@@ -253,7 +253,8 @@ class TextEncoder:
         path = resolve(self.ref)
         device = self._device or hardware.default_device()
         self._tok = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModel.from_pretrained(path, dtype=hardware.resolve_dtype(self._dtype, device)).to(device)
+        self._model = AutoModel.from_pretrained(path, dtype=hardware.resolve_dtype(self._dtype, device),
+                                                use_safetensors=True).to(device)
         self._model.eval()
 
     @torch.no_grad()

@@ -14,7 +14,7 @@ import hashlib
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -235,32 +235,28 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
                 out[f"{name}:vs-prefilled"][split] = prefilled_compliance(
                     pick, _openers(split), model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
                     seed=f"{cfg.split_salt}:{split}", source=f"{name}:vs-prefilled")
+    def add_model_answers(name: str, source: str, n: int, tag: str, opened: bool,
+                          label: Callable[[str], int]) -> None:
+        """The prefill model's answers to ``n`` training prompts of ``name`` (an eighth in the held-out splits),
+        continuing a compliance opener (``opened``) or free; ``label(text)`` gives each answer's cost sign."""
+        from safealign.scoring.synthetic import prefilled_responses
+
+        recs = [r for r in load_dataset(name, kind="prompts") if len(r.text) <= 600]
+        add(source, [Example(r.messages, "", source=source) for r in recs])
+        for split, rows in out[source].items():
+            pick = _prefill_sample(rows, n, split, f"{cfg.split_salt}:{name}:{split}:{tag}")
+            texts = prefilled_responses(pick, _openers(split) if opened else [], model=cfg.prefill_model,
+                                        max_new_tokens=cfg.prefill_max_new_tokens, seed=f"{cfg.split_salt}:{split}:{tag}")
+            out[source][split] = [dataclasses.replace(r, a=t, sign_a=label(t))
+                                  for r, t in zip(pick, texts, strict=True) if t.strip()]
+
     if kind == "cost" and cfg.prefill_benign > 0:
-        from safealign.scoring.synthetic import prefilled_responses
-
-        for name in cfg.benign_prompts:
-            recs = [r for r in load_dataset(name, kind="prompts") if len(r.text) <= 600]
-            add(f"{name}:prefilled-benign", [Example(r.messages, "", sign_a=-1, source=f"{name}:prefilled-benign")
-                                             for r in recs])
-            for split, rows in out[f"{name}:prefilled-benign"].items():
-                pick = _prefill_sample(rows, cfg.prefill_benign, split, f"{cfg.split_salt}:{name}:{split}:benign")
-                texts = prefilled_responses(pick, _openers(split), model=cfg.prefill_model,
-                                            max_new_tokens=cfg.prefill_max_new_tokens,
-                                            seed=f"{cfg.split_salt}:{split}:benign")
-                out[f"{name}:prefilled-benign"][split] = [dataclasses.replace(r, a=t)
-                                                          for r, t in zip(pick, texts, strict=True)]
+        for name in cfg.benign_prompts:  # compliant style on a benign request is not harm
+            add_model_answers(name, f"{name}:prefilled-benign", cfg.prefill_benign, "benign", True, lambda t: -1)
     if kind == "cost" and cfg.sampled_per_source > 0:
-        from safealign.scoring.synthetic import prefilled_responses
-
-        for name in cfg.sampled_harmful:
-            recs = [r for r in load_dataset(name, kind="prompts") if len(r.text) <= 600]
-            add(f"{name}:sampled", [Example(r.messages, "", source=f"{name}:sampled") for r in recs])
-            for split, rows in out[f"{name}:sampled"].items():
-                pick = _prefill_sample(rows, cfg.sampled_per_source, split, f"{cfg.split_salt}:{name}:{split}:sampled")
-                texts = prefilled_responses(pick, [], model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
-                                            seed=f"{cfg.split_salt}:{split}:sampled")
-                out[f"{name}:sampled"][split] = [dataclasses.replace(r, a=t, sign_a=-1 if looks_like_refusal(t) else 1)
-                                                 for r, t in zip(pick, texts, strict=True) if t.strip()]
+        for name in cfg.sampled_harmful:  # the policy's own answers to harmful requests: unsafe unless refusals
+            add_model_answers(name, f"{name}:sampled", cfg.sampled_per_source, "sampled", False,
+                              lambda t: -1 if looks_like_refusal(t) else 1)
     for name in cfg.weak_safe_chosen:
         ex = [Example(p.messages, p.chosen, sign_a=-1, source=f"{name}:chosen-as-safe")
               for p in load_dataset(name, kind="preferences") if not looks_like_refusal(p.chosen)]

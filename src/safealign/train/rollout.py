@@ -124,7 +124,6 @@ class RolloutCopy:
     def __init__(self, policy: Any, dtype: torch.dtype):
         import copy
 
-        self.policy = policy
         self.lora = hasattr(policy, "peft_config")
         plain = copy.deepcopy(policy).merge_and_unload() if self.lora else copy.deepcopy(policy)
         self.model = plain.to(dtype).eval().requires_grad_(False)
