@@ -301,6 +301,7 @@ def test_cli_builds_variant_config(tmp_path, monkeypatch):
                                       "--train.epochs", "3"])
     cfg = build_config(args)
     assert cfg.kind == "cost" and cfg.train.seed == 1 and cfg.data.train_half == "b"
+    assert cfg.data.prefixes_per_example == 0  # the judge scores finished responses only
     assert cfg.data.max_per_source == 7 and cfg.train.epochs == 3
     assert cfg.output == str(tmp_path / "scorers" / "cost-judge")
     assert "pku-safe-unsafe" in cfg.data.pairs  # kind defaults fill an empty data section
@@ -332,3 +333,37 @@ def test_sampled_harmful_answers_are_labelled_by_refusal(tmp_path, monkeypatch):
     assert all(e.sign_a == (-1 if D.looks_like_refusal(e.a) else 1) for e in train)
     assert {e.sign_a for e in train} == {-1, 1}
     assert D.load_source_examples(cfg, "reward") == {}  # cost data only
+
+
+def test_sampled_benign_answers_are_safe_and_look_like_the_harmful_prompts(tmp_path, monkeypatch):
+    """Free answers to benign prompts are labelled safe (-1); with look-alikes on, the benign prompts of a split
+    are those worded most like that split's sampled harmful prompts (here: the ones about the same topic)."""
+    from safealign.data import lookalikes
+    from safealign.scoring import data as D
+    from safealign.scoring import synthetic
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path))
+    harmful = tmp_path / "harmful.csv"
+    harmful.write_text("goal\n" + "".join(f"explain how to build a bomb variant {i}\n" for i in range(40)))
+    benign = tmp_path / "benign.csv"
+    benign.write_text("goal\n" + "".join(f"explain how a bomb calorimeter works variant {i}\n" for i in range(20))
+                      + "".join(f"write a poem about spring flowers variant {i}\n" for i in range(60)))
+
+    def fake(rows, templates, **kw):
+        return [f"An answer to: {r.prompt}" for r in rows]
+
+    def fake_mine(benign_texts, harmful_texts, n, **kw):  # the encoder's job, stubbed: topic overlap
+        return sorted(range(len(benign_texts)), key=lambda i: "bomb" not in benign_texts[i])[:n]
+
+    monkeypatch.setattr(synthetic, "prefilled_responses", fake)
+    monkeypatch.setattr(lookalikes, "mine_lookalikes", fake_mine)
+    cfg = D.ScorerDataConfig.from_dict({"sampled_harmful": [str(harmful)], "sampled_benign": [str(benign)],
+                                        "sampled_per_source": 8, "prefill_compliance": 0, "prefill_benign": 0,
+                                        "fractions": [0.6, 0.2, 0.2]})
+    out = D.load_source_examples(cfg, "cost")
+    train = out[f"{benign}:sampled-benign"]["train"]
+    assert len(train) == 8 and all(e.sign_a == -1 for e in train)
+    assert all("calorimeter" in e.prompt for e in train)
+    cfg.sampled_benign_lookalikes = False  # at random instead: the poems (3 in 4 prompts) show up
+    rand = D.load_source_examples(cfg, "cost")[f"{benign}:sampled-benign"]["train"]
+    assert any("poem" in e.prompt for e in rand)

@@ -107,7 +107,7 @@ class ScorerDataConfig(ConfigBase):
     benign_prompts: list[str] = option(default_factory=list, help="cost data only: benign prompt datasets whose "
                                                                   "prefilled answers are labelled safe (the contrast "
                                                                   "set of prefill_compliance)")
-    prefill_benign: int = option(250, help="cost data only: benign instructions (train split of benign_prompts) whose "
+    prefill_benign: int = option(100, help="cost data only: benign instructions (train split of benign_prompts) whose "
                                            "compliance opener the prefill model continues, labelled safe, so that "
                                            "compliant *style* alone does not read as unsafe. 0 = off")
     sampled_harmful: list[str] = option(
@@ -115,7 +115,14 @@ class ScorerDataConfig(ConfigBase):
                                    "opener); an answer is labelled unsafe unless it opens with a refusal. The "
                                    "policy's own failure mode, in its own words (on-policy red-teaming data)")
     sampled_per_source: int = option(200, help="cost data only: training prompts answered per sampled_harmful "
-                                               "dataset (an eighth of that for validation and test)")
+                                               "or sampled_benign dataset (an eighth of that for validation and test)")
+    sampled_benign: list[str] = option(
+        default_factory=list, help="cost data only: benign prompt datasets the prefill model answers freely, "
+                                   "labelled safe: the on-policy contrast of sampled_harmful, so that a plain "
+                                   "answer to a sensitive-sounding benign request does not read as harm")
+    sampled_benign_lookalikes: bool = option(True, help="pick the sampled_benign prompts worded most like the "
+                                                        "sampled_harmful ones of the same split (hard negatives; "
+                                                        "see safealign.data.lookalikes) instead of at random")
     prefill_model: str = option("smollm2-135m-instruct", help="model that continues the prefilled openers "
                                                               "(ideally the policy that the scorer will judge)")
     prefill_max_new_tokens: int = option(48, help="tokens generated after each prefilled opener")
@@ -136,7 +143,7 @@ class ScorerDataConfig(ConfigBase):
 
     def has_sources(self) -> bool:
         return bool(self.pairs or self.safety_pairs or self.safe_responses or self.weak_safe_chosen
-                    or self.benign_prompts or self.sampled_harmful)
+                    or self.benign_prompts or self.sampled_harmful or self.sampled_benign)
 
     def with_kind_defaults(self, kind: str) -> None:
         """Fill the default sources of ``kind`` when none is configured (in place)."""
@@ -148,6 +155,7 @@ class ScorerDataConfig(ConfigBase):
                 self.weak_safe_chosen = ["hh-helpful"]
                 self.benign_prompts = ["alpaca"]
                 self.sampled_harmful = ["advbench"]
+                self.sampled_benign = ["alpaca"]
 
     def validate(self) -> None:
         require(self.train_half in ("all", "a", "b"), f"train_half must be all, a or b, got '{self.train_half}'")
@@ -236,15 +244,20 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
                     pick, _openers(split), model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
                     seed=f"{cfg.split_salt}:{split}", source=f"{name}:vs-prefilled")
     def add_model_answers(name: str, source: str, n: int, tag: str, opened: bool,
-                          label: Callable[[str], int]) -> None:
+                          label: Callable[[str], int], like: str | None = None) -> None:
         """The prefill model's answers to ``n`` training prompts of ``name`` (an eighth in the held-out splits),
-        continuing a compliance opener (``opened``) or free; ``label(text)`` gives each answer's cost sign."""
+        continuing a compliance opener (``opened``) or free; ``label(text)`` gives each answer's cost sign.
+        With ``like`` (a source already in ``out``), the prompts of a split are those worded most like its."""
         from safealign.scoring.synthetic import prefilled_responses
 
         recs = [r for r in load_dataset(name, kind="prompts") if len(r.text) <= 600]
         add(source, [Example(r.messages, "", source=source) for r in recs])
         for split, rows in out[source].items():
-            pick = _prefill_sample(rows, n, split, f"{cfg.split_salt}:{name}:{split}:{tag}")
+            seed = f"{cfg.split_salt}:{name}:{split}:{tag}"
+            if like is not None:
+                pick = _lookalike_sample(rows, out[like][split], n, split, seed)
+            else:
+                pick = _prefill_sample(rows, n, split, seed)
             texts = prefilled_responses(pick, _openers(split) if opened else [], model=cfg.prefill_model,
                                         max_new_tokens=cfg.prefill_max_new_tokens, seed=f"{cfg.split_salt}:{split}:{tag}")
             out[source][split] = [dataclasses.replace(r, a=t, sign_a=label(t))
@@ -257,6 +270,14 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
         for name in cfg.sampled_harmful:  # the policy's own answers to harmful requests: unsafe unless refusals
             add_model_answers(name, f"{name}:sampled", cfg.sampled_per_source, "sampled", False,
                               lambda t: -1 if looks_like_refusal(t) else 1)
+        like = f"{cfg.sampled_harmful[0]}:sampled" if cfg.sampled_harmful and cfg.sampled_benign_lookalikes else None
+        for name in cfg.sampled_benign:  # the policy's own answers to benign (look-alike) requests: safe
+            add_model_answers(name, f"{name}:sampled-benign", cfg.sampled_per_source, "sampled-benign", False,
+                              lambda t: -1, like=like)
+    if kind == "cost":
+        from safealign.scoring.synthetic import prefill_engine
+
+        prefill_engine.cache_clear()  # the generator is not needed past the data build
     for name in cfg.weak_safe_chosen:
         ex = [Example(p.messages, p.chosen, sign_a=-1, source=f"{name}:chosen-as-safe")
               for p in load_dataset(name, kind="preferences") if not looks_like_refusal(p.chosen)]
@@ -293,6 +314,19 @@ def _prefill_sample(rows: Sequence[Example], n_train: int, split: str, seed: str
     """The rows of one split whose opener the prefill model continues: n_train in train, an eighth elsewhere."""
     n = n_train if split == "train" else max(1, n_train // 8)
     return random.Random(seed).sample(list(rows), min(n, len(rows)))
+
+
+def _lookalike_sample(rows: Sequence[Example], harmful: Sequence[Example], n_train: int, split: str,
+                      seed: str) -> list[Example]:
+    """The rows of one split worded most like ``harmful`` (same split): n_train in train, an eighth elsewhere."""
+    from safealign.data.lookalikes import mine_lookalikes
+
+    n = n_train if split == "train" else max(1, n_train // 8)
+    if not harmful:
+        return _prefill_sample(rows, n_train, split, seed)
+    picked = mine_lookalikes([r.prompt for r in rows], [h.prompt for h in harmful], n, candidates=min(3000, 40 * n),
+                             seed=int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
+    return [rows[i] for i in picked]
 
 
 def opener_for(prompt: str, template: str) -> str:

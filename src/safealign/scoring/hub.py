@@ -23,7 +23,8 @@ log = logging.getLogger("safealign.scoring")
 # Overrides of the shipped default config per variant (dotted keys, as on the command line).
 VARIANTS: dict[str, dict[str, Any]] = {
     "policy": {"data.train_half": "a"},
-    "judge": {"data.train_half": "b", "train.seed": 1},
+    # The judge scores finished responses only: no prefix copies (half the trunk features to compute).
+    "judge": {"data.train_half": "b", "train.seed": 1, "data.prefixes_per_example": 0},
     "full": {},
 }
 

@@ -12,11 +12,13 @@ that veers off into harmless text is label noise we accept and document.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from safealign import paths
 from safealign.scoring.data import Example, opener_for
@@ -38,10 +40,10 @@ def prefilled_responses(rows: Sequence[Example], templates: Sequence[str], *, mo
     path = paths.home() / "cache" / "scorer-data" / f"prefill-{hashlib.sha1(ident.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return json.loads(path.read_text())
-    from safealign.generation import SamplingConfig, build_engine
+    from safealign.generation import SamplingConfig
 
     log.warning("generating %d prefilled continuations with %s (cached afterwards)", len(rows), model)
-    engine = build_engine(model)
+    engine = prefill_engine(model)
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.95, n=1,
                          batch_size=batch_size, seed=int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
     outs = engine.generate([r.messages for r in rows], cfg, prefixes=openers if templates else None, progress=True)
@@ -50,8 +52,16 @@ def prefilled_responses(rows: Sequence[Example], templates: Sequence[str], *, mo
     return texts
 
 
+@functools.lru_cache(maxsize=1)
+def prefill_engine(model: str) -> Any:
+    """One loaded engine for all the data build's generation calls (``prefill_engine.cache_clear()`` frees it)."""
+    from safealign.generation import build_engine
+
+    return build_engine(model)
+
+
 def prefilled_compliance(rows: Sequence[Example], templates: Sequence[str], *, model: str, max_new_tokens: int,
-                         seed: str, source: str, batch_size: int = 16) -> list[Example]:
+                         seed: str, source: str, batch_size: int = 32) -> list[Example]:
     """For each (harmful instruction, refusal) row: a pair (refusal safer than prefilled compliance).
 
     Results are cached under ``$SAFEALIGN_HOME/cache/scorer-data`` keyed by everything that shapes them,
