@@ -24,3 +24,17 @@ class NaNScorer(Scorer):
     def score(self, prompts, responses) -> Scores:
         m = np.full(len(responses), np.nan)
         return Scores(m, np.zeros_like(m))
+
+
+class PromptNumberCost(Scorer):
+    """cost = the number that ends the prompt ("benign request number 3" -> 3.0); counts its calls."""
+
+    kind = "cost"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def score(self, prompts, responses) -> Scores:
+        self.calls += 1
+        m = np.array([float(p[-1]["content"].split()[-1]) for p in prompts], dtype=np.float64)
+        return Scores(m, np.zeros_like(m))

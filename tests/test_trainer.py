@@ -153,3 +153,28 @@ def test_prompt_mixture_fills_benign_slots_with_lookalikes_and_resumes():
     plain = PromptMixture(pool("harm", 5), pool("benign", 7), 0.5, seed=3)
     plain.load_state_dict({"cursor": {"harmful": 1, "benign": 2}})  # checkpoints from before the third pool
     assert all(p[0]["content"].split()[0] != "look" for p in plain.next(8)[0])
+
+
+def test_threshold_calibrates_to_the_benign_quantile_never_lower_and_survives_resume(tmp_path):
+    """d = max(d, quantile_q of the costs of the policy's answers to benign prompts), set once, checkpointed."""
+    from tests.fake_scorers import PromptNumberCost
+
+    cost = PromptNumberCost()  # the 5 benign prompts cost 0, 1, 2, 3, 4 whatever the answer
+    tr = make_trainer(str(tmp_path / "q"), steps=1, cost=cost,
+                      constraint={"method": "rectified", "threshold": 0.0, "threshold_quantile": 0.5,
+                                  "threshold_prompts": 5})
+    assert tr.calibrate_threshold() == pytest.approx(2.0)  # the median of 0..4
+    tr.cfg.constraint.threshold = 3.0
+    assert tr.calibrate_threshold() == pytest.approx(3.0)  # a configured d above the quantile stays
+    tr.cfg.constraint.threshold = 0.0
+    tr.train()
+    assert tr.handler.cfg.threshold == pytest.approx(2.0)
+    assert json.loads((tmp_path / "q" / "summary.json").read_text())["threshold"] == pytest.approx(2.0)
+    again = make_trainer(str(tmp_path / "q"), steps=2, cost=PromptNumberCost(),
+                         constraint={"method": "rectified", "threshold": 0.0, "threshold_quantile": 0.9,
+                                     "threshold_prompts": 5})
+    again.train(resume=True)  # resumed: d comes from the checkpoint (2), not a new calibration (3.6)
+    assert again.handler.cfg.threshold == pytest.approx(2.0)
+    with pytest.raises(Exception, match="pessimistic"):
+        make_trainer(str(tmp_path / "p"), steps=1, method="pessimistic",
+                     constraint={"method": "pessimistic", "threshold_quantile": 0.5})

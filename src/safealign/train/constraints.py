@@ -86,6 +86,11 @@ class ConstraintConfig(ConfigBase):
         "rectified",
         help="reward_only | fixed | expected (Safe RLHF) | rectified (RePO) | cvar | dual (iterative) | pessimistic (HC-RLHF)")
     threshold: float = option(0.0, help="cost budget d; with the cost model's convention, 0 separates safe from unsafe")
+    threshold_quantile: float = option(
+        0.0, help="> 0: before the first step, raise d to this quantile of the costs of the policy's own answers to "
+                  "held-in benign prompts (look-alikes first): answers known to be safe set where a harsh cost "
+                  "model's line goes; never lowers d. 0 = off")
+    threshold_prompts: int = option(48, help="benign prompts answered (once each) for threshold_quantile")
     lambda_init: float = option(1.0, help="initial Lagrange multiplier (the fixed value for method=fixed)")
     lambda_lr: float = option(0.1, help="dual step size")
     lambda_max: float = option(50.0, help="upper clamp of the multiplier")
@@ -117,6 +122,11 @@ class ConstraintConfig(ConfigBase):
         require(0.0 <= self.cvar_alpha < 1.0, "cvar_alpha must be in [0, 1)")
         require(self.dual_inner_steps >= 1 and self.dual_batches >= 1, "dual_inner_steps and dual_batches must be >= 1")
         require(0 < self.hc_delta < 1 and self.hc_n_safety >= 2, "hc_delta must be in (0, 1), hc_n_safety >= 2")
+        require(0.0 <= self.threshold_quantile < 1.0 and self.threshold_prompts >= 1,
+                "threshold_quantile must be in [0, 1) and threshold_prompts >= 1")
+        require(not (self.threshold_quantile and self.method == "pessimistic"),
+                "threshold_quantile cannot move the threshold of the pessimistic (HC-RLHF) constraint: its safety "
+                "test certifies the configured threshold")
 
 
 def build_handler(cfg: ConstraintConfig) -> ConstraintHandler:
@@ -162,11 +172,12 @@ class LagrangianHandler(ConstraintHandler):
         return {"lambda": self.lam, "cost_window_mean": self.window.mean()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lam": self.lam, "window": self.window.state(), "steps": self.steps}
+        return {"lam": self.lam, "window": self.window.state(), "steps": self.steps, "threshold": self.cfg.threshold}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lam, self.steps = float(state["lam"]), int(state["steps"])
         self.window.load(state["window"])
+        self.cfg.threshold = float(state.get("threshold", self.cfg.threshold))  # a calibrated d survives resume
 
 
 class RewardOnly(LagrangianHandler):

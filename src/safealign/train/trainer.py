@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from safealign import hardware
 from safealign import losses as L
+from safealign.config import ConfigError
 from safealign.data.records import Message
 from safealign.generation import HFEngine, SamplingConfig
 from safealign.paths import atomic_write_text
@@ -321,8 +322,8 @@ class RLTrainer:
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.out_dir / "config.yaml")
-        if resume:
-            self.load_checkpoint()
+        if not (resume and self.load_checkpoint()) and cfg.constraint.threshold_quantile > 0:
+            self.calibrate_threshold()
         log_path = self.out_dir / "log.jsonl"
         _truncate_log(log_path, self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"align[{cfg.constraint.method}]", unit="step")
@@ -358,9 +359,36 @@ class RLTrainer:
         wall = time.perf_counter() - t0
         self.save_checkpoint()
         summary = {"steps": self.step, "wall_seconds": wall, "policy_source": self.policy_source, "completions_per_second": completions / max(wall, 1e-9),
-                   "last": last, "policy_dir": str(self.save_policy(self.out_dir / "model"))}
+                   "last": last, "threshold": cfg.constraint.threshold,
+                   "policy_dir": str(self.save_policy(self.out_dir / "model"))}
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def calibrate_threshold(self) -> float:
+        """d = max(d, quantile_q of the costs of the policy's answers to held-in benign prompts).
+
+        A cost model whose offset drifted harsh calls some plain answers to benign requests unsafe, and a
+        constraint that prices every cost above d then buys refusals of benign requests. Answers to benign
+        prompts are safe by construction, so their cost distribution says where this cost model's line
+        should sit for this policy; d only ever rises (the configured d stays the floor).
+        """
+        c = self.cfg.constraint
+        pool = self.prompts.pools["lookalike"] or self.prompts.pools["benign"]
+        if not pool:
+            raise ConfigError("constraint.threshold_quantile needs benign prompts (data.benign) to calibrate on")
+        prompts = random.Random(self.cfg.seed + 1).sample(pool, min(c.threshold_prompts, len(pool)))
+        sampling = SamplingConfig(**{**self.cfg.sampling.to_dict(), "n": 1, "seed": self.cfg.seed * 100_003 - 1})
+        if self.rollout_copy is not None:
+            self.rollout_copy.sync()
+        texts = [row[0].text for row in self.engine.generate(prompts, sampling)]
+        cost = np.asarray(self.cost_scorer.score(prompts, texts).mean, dtype=np.float64)  # [P]
+        if not np.isfinite(cost).all():
+            raise TrainingError("threshold calibration: the cost model returned non-finite scores")
+        q = float(np.quantile(cost, c.threshold_quantile))
+        old, c.threshold = c.threshold, max(c.threshold, q)
+        self.log(f"threshold calibrated on {len(prompts)} benign answers: q{c.threshold_quantile:g} of their costs "
+                 f"= {q:.3f} ({(cost > old).mean():.0%} above the configured d = {old:g}); d = {c.threshold:.3f}")
+        return c.threshold
 
     def _tensorboard(self, row: dict[str, float]) -> None:
         if "tensorboard" not in self.cfg.report_to:
