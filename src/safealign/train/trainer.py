@@ -30,6 +30,7 @@ from safealign.data.records import Message
 from safealign.generation import HFEngine, SamplingConfig
 from safealign.paths import atomic_write_text
 from safealign.scoring.base import Scorer
+from safealign.scoring.data import looks_like_refusal
 from safealign.train.config import AlignConfig
 from safealign.train.constraints import ConstraintHandler, build_handler
 from safealign.train.rollout import PromptMixture, RolloutCopy, SequenceBatch, build_sequences
@@ -381,13 +382,20 @@ class RLTrainer:
         if self.rollout_copy is not None:
             self.rollout_copy.sync()
         texts = [row[0].text for row in self.engine.generate(prompts, sampling)]
-        cost = np.asarray(self.cost_scorer.score(prompts, texts).mean, dtype=np.float64)  # [P]
+        # Refusals are safe but say nothing about where answers sit (a warm-started policy refuses some
+        # look-alikes): calibrate on the answers, or on everything when too few remain.
+        keep = [i for i, t in enumerate(texts) if not looks_like_refusal(t)]
+        if len(keep) < 8:
+            keep = list(range(len(texts)))
+        cost = np.asarray(self.cost_scorer.score([prompts[i] for i in keep], [texts[i] for i in keep]).mean,
+                          dtype=np.float64)  # [K]
         if not np.isfinite(cost).all():
             raise TrainingError("threshold calibration: the cost model returned non-finite scores")
         q = float(np.quantile(cost, c.threshold_quantile))
         old, c.threshold = c.threshold, max(c.threshold, q)
-        self.log(f"threshold calibrated on {len(prompts)} benign answers: q{c.threshold_quantile:g} of their costs "
-                 f"= {q:.3f} ({(cost > old).mean():.0%} above the configured d = {old:g}); d = {c.threshold:.3f}")
+        self.log(f"threshold calibrated on {len(keep)} answers to {len(prompts)} benign prompts: "
+                 f"q{c.threshold_quantile:g} of their costs = {q:.3f} ({(cost > old).mean():.0%} above the "
+                 f"configured d = {old:g}); d = {c.threshold:.3f}")
         return c.threshold
 
     def _tensorboard(self, row: dict[str, float]) -> None:
