@@ -243,6 +243,7 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
                 out[f"{name}:vs-prefilled"][split] = prefilled_compliance(
                     pick, _openers(split), model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
                     seed=f"{cfg.split_salt}:{split}", source=f"{name}:vs-prefilled")
+
     def add_model_answers(name: str, source: str, n: int, tag: str, opened: bool,
                           label: Callable[[str], int], like: str | None = None) -> None:
         """The prefill model's answers to ``n`` training prompts of ``name`` (an eighth in the held-out splits),
@@ -310,22 +311,32 @@ def _openers(split: str) -> Sequence[str]:
     return OPENERS_TRAIN if split == "train" else OPENERS_EVAL
 
 
+def split_count(n_train: int, split: str) -> int:
+    """Rows generated for one split: n_train in train, an eighth of it in each held-out split."""
+    return n_train if split == "train" else max(1, n_train // 8)
+
+
+def int_seed(seed: str) -> int:
+    """A stable integer seed from a descriptive string seed."""
+    return int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16)
+
+
 def _prefill_sample(rows: Sequence[Example], n_train: int, split: str, seed: str) -> list[Example]:
-    """The rows of one split whose opener the prefill model continues: n_train in train, an eighth elsewhere."""
-    n = n_train if split == "train" else max(1, n_train // 8)
+    """The rows of one split whose opener the prefill model continues (``split_count`` of them, at random)."""
+    n = split_count(n_train, split)
     return random.Random(seed).sample(list(rows), min(n, len(rows)))
 
 
 def _lookalike_sample(rows: Sequence[Example], harmful: Sequence[Example], n_train: int, split: str,
                       seed: str) -> list[Example]:
-    """The rows of one split worded most like ``harmful`` (same split): n_train in train, an eighth elsewhere."""
+    """The ``split_count`` rows of one split worded most like ``harmful`` (same split)."""
     from safealign.data.lookalikes import mine_lookalikes
 
-    n = n_train if split == "train" else max(1, n_train // 8)
     if not harmful:
         return _prefill_sample(rows, n_train, split, seed)
+    n = split_count(n_train, split)
     picked = mine_lookalikes([r.prompt for r in rows], [h.prompt for h in harmful], n, candidates=min(3000, 40 * n),
-                             seed=int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
+                             seed=int_seed(seed))
     return [rows[i] for i in picked]
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from safealign import paths
-from safealign.scoring.data import Example, opener_for
+from safealign.scoring.data import Example, int_seed, opener_for
 
 log = logging.getLogger("safealign.scoring")
 
@@ -45,7 +45,7 @@ def prefilled_responses(rows: Sequence[Example], templates: Sequence[str], *, mo
     log.warning("generating %d prefilled continuations with %s (cached afterwards)", len(rows), model)
     engine = prefill_engine(model)
     cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.7, top_p=0.95, n=1,
-                         batch_size=batch_size, seed=int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
+                         batch_size=batch_size, seed=int_seed(seed))
     outs = engine.generate([r.messages for r in rows], cfg, prefixes=openers if templates else None, progress=True)
     texts = [o + row[0].text for o, row in zip(openers, outs, strict=True)]
     paths.atomic_write_text(path, json.dumps(texts))

@@ -323,7 +323,8 @@ class RLTrainer:
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.out_dir / "config.yaml")
-        if not (resume and self.load_checkpoint()) and cfg.constraint.threshold_quantile > 0:
+        resumed = resume and self.load_checkpoint()
+        if not resumed and cfg.constraint.threshold_quantile > 0:  # a resumed run keeps its checkpointed d
             self.calibrate_threshold()
         log_path = self.out_dir / "log.jsonl"
         _truncate_log(log_path, self.step)
