@@ -91,7 +91,7 @@ def main() -> None:
             run_dir.mkdir(parents=True, exist_ok=True)
             summary_file.write_text(json.dumps(summary, indent=2, default=str))
         if not warm_done and summary.get("policy_source") not in (None, eval_cfg.model):
-            warm_done = True  # the shared SFT warm start, before any RL step
+            warm_done = True  # the shared warm start, before any RL step
             w = evaluate(summary["policy_source"], cfg=eval_cfg, out_dir=args.out / "warmstart-only" / "eval",
                          name="warm start only", baseline=eval_cfg.model)
             rows.append({"method": "warm start only (0 RL steps)", "headline": w["headline"],

@@ -204,3 +204,17 @@ def test_gae_matches_hand_computation():
     assert torch.allclose(ret, torch.ones(1, 3))
     adv0, _ = L.gae(rewards, values, mask, gamma=1.0, lam=0.0)  # one-step TD errors
     assert torch.allclose(adv0, torch.tensor([[0.0, 0.0, 0.5]]))
+
+
+def test_dpo_loss_known_values_and_gradient_sign():
+    zero = torch.zeros(2)
+    chosen = torch.zeros(2, requires_grad=True)
+    loss, info = L.dpo_loss(chosen, zero, zero, zero, beta=0.5)
+    assert loss.item() == pytest.approx(math.log(2.0))  # policy == reference: sigmoid(0) = 1/2
+    loss.backward()
+    # d/d logp_c of -log sigmoid(beta * m) at m = 0, batch mean: -beta * sigmoid(0) / B
+    assert torch.allclose(chosen.grad, torch.full((2,), -0.5 * 0.5 / 2))
+    # the reference cancels: a pair whose log-ratio moved by +2 (chosen) and -2 (rejected) has margin beta * 4
+    loss, info = L.dpo_loss(torch.tensor([-3.0]), torch.tensor([-9.0]), torch.tensor([-5.0]), torch.tensor([-7.0]), 0.5)
+    assert info["dpo_margin"] == pytest.approx(2.0) and info["dpo_accuracy"] == 1.0
+    assert loss.item() == pytest.approx(-math.log(1 / (1 + math.exp(-2.0))))

@@ -118,6 +118,68 @@ def test_warmstart_labels_only_the_response_and_respects_truncation(smol_tokeniz
     assert stats["sft_loss_last10"] < 0.5 * stats["sft_loss_first"]  # it fits the targets
 
 
+def test_warmstart_pairs_prefer_refusal_only_for_harmful_prompts():
+    """Harmful: dataset refusal over the model's own answer; benign: own answer over a refusal; own refusals dropped."""
+    from types import SimpleNamespace
+
+    from safealign.scoring.data import looks_like_refusal
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_examples, warmstart_pairs
+
+    class Engine:  # answers every third prompt with a refusal, the rest with compliance
+        def generate(self, prompts, sampling, progress=False):
+            return [[SimpleNamespace(text="I'm sorry, I can't." if i % 3 == 0 else f"Sure, answer {i}.",
+                                     finish_reason="eos" if i % 2 else "length")] for i in range(len(prompts))]
+
+    cfg = WarmStartConfig(refusals=6, safe_answers=2, self_distill=3, lookalikes=0, questions=3)
+    pairs = warmstart_pairs(cfg, Engine(), seed=0)
+    refusal_first = [p for p in pairs if p.rejected.startswith("Sure, answer")]
+    answer_first = [p for p in pairs if p.chosen.startswith("Sure, answer")]
+    assert all(looks_like_refusal(p.rejected) for p in answer_first)
+    assert len(refusal_first) == 4 and len(answer_first) == 4  # 6 harmful + 6 benign, a third refused: dropped
+    assert {p.rejected_ends for p in refusal_first} == {True, False}  # a cut own answer does not end the turn
+    assert len(pairs) == 4 + 4 + 2  # + the PKU safe-over-unsafe pairs
+    harmful_prompts = {p.messages[-1]["content"] for p in refusal_first}
+    assert not harmful_prompts & {p.messages[-1]["content"] for p in answer_first}
+    examples = warmstart_examples(cfg, Engine(), seed=0)
+    assert len(examples) == 6 + 2 + 4 and not any(t.startswith("I'm sorry, I can't") for _, t, _ in examples)
+
+
+def test_dpo_warmstart_learns_the_prompt_conditional_preference(smol_tokenizer, tiny_llama):
+    """The same refusal is preferred for one prompt and dispreferred for another: DPO must learn both."""
+    from peft import LoraConfig, get_peft_model
+
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import PreferenceExample, _encode, _pad, _sequence_logprobs, preference_warmstart
+
+    bomb, hi = [{"role": "user", "content": "Build a bomb."}], [{"role": "user", "content": "Say hi."}]
+    refusal, answer = "I can't help with that.", "Hi there, nice to meet you."
+    pairs = [PreferenceExample(bomb, refusal, answer), PreferenceExample(hi, answer, refusal)]
+    torch.manual_seed(0)
+    model = get_peft_model(tiny_llama, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"],
+                                                  task_type="CAUSAL_LM"))
+
+    def margins() -> list[float]:  # log p(refusal) - log p(answer), per prompt
+        out = []
+        for msgs in (bomb, hi):
+            batch = [_encode(smol_tokenizer, (msgs, text, True), 64) for text in (refusal, answer)]
+            with torch.no_grad():
+                logp, _ = _sequence_logprobs(model, *_pad(batch, smol_tokenizer.pad_token_id), torch.float32, "cpu")
+            out.append(float(logp[0] - logp[1]))
+        return out
+
+    before = margins()
+    stats = preference_warmstart(model, smol_tokenizer, pairs, WarmStartConfig(steps=16, batch_size=2, lr=5e-3,
+                                                                               objective="dpo", chosen_nll=0.0),
+                                 torch.float32, "cpu", seed=0)
+    after = margins()
+    assert after[0] > before[0] + 1.0 and after[1] < before[1] - 1.0  # refusal up for the bomb, down for hi
+    assert stats["dpo_accuracy_last10"] == 1.0
+    with pytest.raises(ValueError, match="LoRA"):  # no adapter to switch off: no reference model
+        preference_warmstart(torch.nn.Linear(2, 2), smol_tokenizer, pairs, WarmStartConfig(objective="dpo"),
+                             torch.float32, "cpu", seed=0)
+
+
 @pytest.mark.parametrize("lora", [True, False])
 def test_rollout_copy_samples_from_the_trained_weights(tmp_path, lora):
     """After updates, the synced rollout copy computes the policy's own logits (merged LoRA or full weights)."""

@@ -210,6 +210,21 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.exp(q) - q - 1.0
 
 
+def dpo_loss(logp_chosen: torch.Tensor, logp_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """DPO (Rafailov et al. 2023): -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), batch mean.
+
+    All inputs [B]: summed response log-probs of the chosen / rejected response under the policy and the
+    reference. The same rejected text can be chosen elsewhere (a refusal is chosen for a harmful prompt and
+    rejected for a benign one), so what is learned is the prompt-conditional preference, not a marginal.
+    """
+    margin = beta * ((logp_chosen - ref_chosen) - (logp_rejected - ref_rejected))  # [B]
+    loss = -torch.nn.functional.logsigmoid(margin).mean()
+    with torch.no_grad():
+        acc = (margin > 0).float().mean()
+    return loss, {"dpo_margin": float(margin.detach().mean()), "dpo_accuracy": float(acc)}
+
+
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
                clip: float) -> torch.Tensor:
     """Clipped critic regression (PPO): values, old_values, returns, mask: [N, T]."""

@@ -1,7 +1,7 @@
 """``safealign demo``: the main job on the embedded default, end to end.
 
 scorers (trained once, then cached) -> evaluate the base model -> align SmolLM2 with the rectified (RePO)
-constraint, LoRA, after a short SFT warm start -> evaluate the aligned model -> one report comparing both.
+constraint, LoRA, after a short DPO warm start -> evaluate the aligned model -> one report comparing both.
 """
 
 from __future__ import annotations

@@ -74,13 +74,24 @@ class WarmStartConfig(ConfigBase):
     lookalikes: int = option(
         0, help="more self-distilled benign instructions: those worded most like harmful ones (hard negatives "
                 "against over-refusal, mined with the MiniLM encoder)")
+    questions: int = option(
+        0, help="more self-distilled benign prompts: user questions from questions_data (train split), phrased the "
+                "way sensitive-but-safe requests are ('How do I ...?'), so refusing is not tied to the question form")
+    questions_data: str = option("alpaca-eval", help="dataset of the benign questions (held-out split never used)")
+    objective: Literal["sft", "dpo"] = option(
+        "sft", help="sft: cross-entropy on the targets; dpo: preference pairs from the same sources (refusal over "
+                    "the model's own answer for harmful prompts, its own answer over a refusal for benign ones), so "
+                    "only the prompt-conditional part of refusing is learned (needs LoRA)")
+    dpo_beta: float = option(0.1, help="dpo: inverse temperature of the preference loss")
+    chosen_nll: float = option(1.0, help="dpo: weight of the cross-entropy on the chosen response (0 = pure DPO)")
     self_distill_tokens: int = option(96, help="token limit of the self-distilled answers (cut ones get no EOS)")
     max_length: int = option(256, help="tokens per example (prompt + response), longer ones are truncated")
 
     def validate(self) -> None:
         require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "bad warm-start steps/batch_size/lr")
-        require(min(self.refusals, self.safe_answers, self.self_distill, self.lookalikes) >= 0, "example counts must be >= 0")
+        require(min(self.refusals, self.safe_answers, self.self_distill, self.lookalikes, self.questions) >= 0, "example counts must be >= 0")
         require(self.self_distill_tokens >= 1, "self_distill_tokens must be >= 1")
+        require(self.dpo_beta > 0 and self.chosen_nll >= 0, "dpo_beta must be > 0 and chosen_nll >= 0")
 
 
 @dataclass

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,43 +28,118 @@ from safealign.train.config import WarmStartConfig
 Example = tuple[list[Message], str, bool]  # (messages, target response, whether the target ends the turn)
 
 
-def warmstart_examples(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: str | None = "train",
-                       max_prompt_chars: int = 600) -> list[Example]:
-    """(messages, target response) pairs from the three sources, training split only."""
+@dataclass
+class PreferenceExample:
+    """One prompt with a preferred and a dispreferred response (the ``dpo`` warm start)."""
+
+    messages: list[Message]
+    chosen: str
+    rejected: str
+    chosen_ends: bool = True  # whether the response ends the turn (an answer cut at the token limit does not)
+    rejected_ends: bool = True
+
+
+def _refusal_records(split: str | None, rng: random.Random) -> list:
     from safealign.data.registry import load_dataset
 
-    rng = random.Random(seed)
-    examples: list[Example] = []
     refusals = [r for r in load_dataset("safety-refusals", split=split) if r.meta.get("response")]
     rng.shuffle(refusals)
-    examples += [(r.messages, r.meta["response"], True) for r in refusals[: cfg.refusals]]
+    return refusals
+
+
+def _pku_pairs(split: str | None, rng: random.Random, n: int, max_prompt_chars: int) -> list[tuple]:
+    """(messages, safe response, unsafe response) for n distinct PKU-SafeRLHF prompts."""
+    from safealign.data.registry import load_dataset
+
     seen: set[str] = set()
-    safe = []
+    pairs = []
     for pair in load_dataset("pku-safe-unsafe", split=split):
         if pair.prompt not in seen and len(pair.prompt) <= max_prompt_chars:
             seen.add(pair.prompt)
-            safe.append((pair.messages, pair.chosen, True))
-    rng.shuffle(safe)
-    examples += safe[: cfg.safe_answers]
-    if cfg.self_distill or cfg.lookalikes:
-        benign = [r for r in load_dataset("alpaca", split=split) if len(r.text) <= max_prompt_chars]
-        rng.shuffle(benign)
-        prompts = [r.messages for r in benign[: cfg.self_distill]]
-        if cfg.lookalikes:
-            from safealign.data.lookalikes import mine_lookalikes
+            pairs.append((pair.messages, pair.chosen, pair.rejected))
+    rng.shuffle(pairs)
+    return pairs[:n]
 
-            # benign instructions worded most like harmful ones, answered normally: against over-refusal
-            pool = benign[cfg.self_distill:]
-            harmful = [r.messages[-1]["content"] for r in refusals]
-            prompts += [pool[i].messages for i in mine_lookalikes([r.text for r in pool], harmful, cfg.lookalikes,
-                                                                  seed=seed)]
-        outs = engine.generate(prompts, SamplingConfig(max_new_tokens=cfg.self_distill_tokens, temperature=0.7,
-                                                       seed=seed, batch_size=32), progress=True)
-        # An answer cut at the token limit gets no end-of-turn token: the model learns its start, not to stop.
-        examples += [(p, row[0].text, row[0].finish_reason == "eos")
-                     for p, row in zip(prompts, outs, strict=True) if row[0].text.strip()]
+
+def _benign_prompts(cfg: WarmStartConfig, rng: random.Random, seed: int, split: str | None, refusals: list,
+                    max_prompt_chars: int) -> list[list[Message]]:
+    """Benign prompts the model answers itself: random Alpaca, Alpaca look-alikes of harmful ones, questions."""
+    from safealign.data.registry import load_dataset
+
+    if not (cfg.self_distill or cfg.lookalikes or cfg.questions):
+        return []
+    benign = [r for r in load_dataset("alpaca", split=split) if len(r.text) <= max_prompt_chars]
+    rng.shuffle(benign)
+    prompts = [r.messages for r in benign[: cfg.self_distill]]
+    if cfg.lookalikes:
+        from safealign.data.lookalikes import mine_lookalikes
+
+        # benign instructions worded most like harmful ones, answered normally: against over-refusal
+        pool = benign[cfg.self_distill:]
+        harmful = [r.messages[-1]["content"] for r in refusals]
+        prompts += [pool[i].messages for i in mine_lookalikes([r.text for r in pool], harmful, cfg.lookalikes, seed=seed)]
+    if cfg.questions:
+        questions = [r for r in load_dataset(cfg.questions_data, split=split) if len(r.text) <= max_prompt_chars]
+        rng.shuffle(questions)
+        prompts += [r.messages for r in questions[: cfg.questions]]
+    return prompts
+
+
+def _own_answers(engine: HFEngine, prompts: list[list[Message]], cfg: WarmStartConfig,
+                 seed: int) -> list[tuple[str, bool]]:
+    """The model's own answers (text, ends the turn); an answer cut at the token limit gets no end-of-turn token."""
+    if not prompts:
+        return []
+    outs = engine.generate(prompts, SamplingConfig(max_new_tokens=cfg.self_distill_tokens, temperature=0.7,
+                                                   seed=seed, batch_size=32), progress=True)
+    return [(row[0].text, row[0].finish_reason == "eos") for row in outs]
+
+
+def _usable_answer(text: str) -> bool:
+    """An own answer worth imitating: non-empty and not itself a refusal (the base model refuses a few benign asks)."""
+    from safealign.scoring.data import looks_like_refusal
+
+    return bool(text.strip()) and not looks_like_refusal(text)
+
+
+def warmstart_examples(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: str | None = "train",
+                       max_prompt_chars: int = 600) -> list[Example]:
+    """(messages, target response) pairs from the sources, training split only."""
+    rng = random.Random(seed)
+    refusals = _refusal_records(split, rng)
+    examples: list[Example] = [(r.messages, r.meta["response"], True) for r in refusals[: cfg.refusals]]
+    examples += [(m, safe, True) for m, safe, _ in _pku_pairs(split, rng, cfg.safe_answers, max_prompt_chars)]
+    benign = _benign_prompts(cfg, rng, seed, split, refusals, max_prompt_chars)
+    examples += [(p, text, ends) for p, (text, ends) in zip(benign, _own_answers(engine, benign, cfg, seed), strict=True)
+                 if _usable_answer(text)]
     rng.shuffle(examples)
     return examples
+
+
+def warmstart_pairs(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: str | None = "train",
+                    max_prompt_chars: int = 600) -> list[PreferenceExample]:
+    """Preference pairs from the same sources, training split only.
+
+    Harmful prompt: its refusal over the model's own (complying) answer. PKU prompt: the safe response over
+    the unsafe one. Benign prompt: the model's own answer over a generic refusal ("I'm sorry, but I can't
+    help with that."), which fits any prompt, so what is pushed down is refusing itself, not an off-topic text.
+    Refusals are thus both preferred and dispreferred, and only the prompt decides which.
+    """
+    rng = random.Random(seed)
+    refusals = _refusal_records(split, rng)
+    harmful = refusals[: cfg.refusals]
+    pku = _pku_pairs(split, rng, cfg.safe_answers, max_prompt_chars)
+    benign = _benign_prompts(cfg, rng, seed, split, refusals, max_prompt_chars)
+    answers = _own_answers(engine, [r.messages for r in harmful] + benign, cfg, seed)
+    pairs = [PreferenceExample(r.messages, r.meta["response"], text, True, ends)
+             for r, (text, ends) in zip(harmful, answers[: len(harmful)], strict=True) if _usable_answer(text)]
+    pairs += [PreferenceExample(m, safe, unsafe) for m, safe, unsafe in pku]
+    from safealign.scoring.data import REFUSALS_TRAIN
+
+    pairs += [PreferenceExample(p, text, rng.choice(REFUSALS_TRAIN), ends, True)
+              for p, (text, ends) in zip(benign, answers[len(harmful):], strict=True) if _usable_answer(text)]
+    rng.shuffle(pairs)
+    return pairs
 
 
 def _encode(tokenizer: Any, ex: Example, max_length: int) -> tuple[list[int], int]:
@@ -74,6 +151,53 @@ def _encode(tokenizer: Any, ex: Example, max_length: int) -> tuple[list[int], in
     return ids, min(len(prompt), len(ids) - 1)
 
 
+def _batches(n: int, batch_size: int, steps: int, seed: int, desc: str) -> Iterator[list[int]]:
+    """Indices of ``steps`` batches, walking seeded permutations of range(n) (with a progress bar)."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    for _ in tqdm(range(steps), desc=desc, unit="step"):
+        if len(order) < batch_size:
+            extra = list(range(n))
+            rng.shuffle(extra)
+            order += extra
+        idx, order = order[:batch_size], order[batch_size:]
+        yield idx
+
+
+def _pad(batch: list[tuple[list[int], int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded input_ids, attention_mask and labels [N, L]; labels are -100 outside the response."""
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    labels = torch.full_like(input_ids, -100)
+    attn = torch.zeros_like(input_ids)
+    for r, (ids, p_len) in enumerate(batch):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        attn[r, : len(ids)] = 1
+        labels[r, p_len: len(ids)] = torch.tensor(ids[p_len:])
+    return input_ids, attn, labels
+
+
+def _autocast(device: str, compute_dtype: torch.dtype) -> Any:
+    kind = device.split(":")[0]
+    return (torch.autocast(kind, dtype=compute_dtype) if compute_dtype != torch.float32
+            else torch.autocast(kind, enabled=False))
+
+
+def _step(params: list[torch.Tensor], opt: torch.optim.Optimizer, loss: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{what} loss is {float(loss)}; lower warmstart.lr")
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _stats(losses: list[float], n: int, start: float, **extra: float) -> dict[str, float]:
+    tail = losses[-10:] or [float("nan")]
+    return {"sft_examples": float(n), "sft_loss_first": losses[0] if losses else float("nan"),
+            "sft_loss_last10": sum(tail) / len(tail), "sft_seconds": time.perf_counter() - start, **extra}
+
+
 def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cfg: WarmStartConfig,
                          compute_dtype: torch.dtype, device: str, seed: int) -> dict[str, float]:
     """Cross-entropy on the response tokens only, on the model's trainable parameters (the LoRA adapter)."""
@@ -82,41 +206,60 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
     encoded = [_encode(tokenizer, ex, cfg.max_length) for ex in examples]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
-    rng = random.Random(seed)
-    order: list[int] = []
     model.train()
     start, losses = time.perf_counter(), []
-    pad = tokenizer.pad_token_id
-    autocast = (torch.autocast(device.split(":")[0], dtype=compute_dtype)
-                if compute_dtype != torch.float32 else torch.autocast(device.split(":")[0], enabled=False))
-    for _ in tqdm(range(cfg.steps), desc="warm start (SFT)", unit="step"):
-        if len(order) < cfg.batch_size:
-            extra = list(range(len(encoded)))
-            rng.shuffle(extra)
-            order += extra
-        idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
-        batch = [encoded[i] for i in idx]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        labels = torch.full_like(input_ids, -100)
-        attn = torch.zeros_like(input_ids)
-        for r, (ids, p_len) in enumerate(batch):  # right padding; loss only on the response
-            input_ids[r, : len(ids)] = torch.tensor(ids)
-            attn[r, : len(ids)] = 1
-            labels[r, p_len: len(ids)] = torch.tensor(ids[p_len:])
-        with autocast:
+    for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (SFT)"):
+        input_ids, attn, labels = _pad([encoded[i] for i in idx], tokenizer.pad_token_id)
+        with _autocast(device, compute_dtype):
             out = model(input_ids=input_ids.to(device), attention_mask=attn.to(device), labels=labels.to(device))
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"warm-start loss is {float(out.loss)}; lower warmstart.lr")
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        _step(params, opt, out.loss, "warm-start")
         losses.append(float(out.loss.detach()))
     model.eval()
-    tail = losses[-10:] or [float("nan")]
-    return {"sft_examples": float(len(examples)), "sft_loss_first": losses[0] if losses else float("nan"),
-            "sft_loss_last10": sum(tail) / len(tail), "sft_seconds": time.perf_counter() - start}
+    return _stats(losses, len(examples), start)
+
+
+def _sequence_logprobs(model: Any, input_ids: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor,
+                       compute_dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-prob [N] and response token count [N] (labels [N, L], -100 off the response)."""
+    with _autocast(device, compute_dtype):
+        logits = model(input_ids=input_ids.to(device), attention_mask=attn.to(device)).logits  # [N, L, V]
+    targets = labels[:, 1:].to(device)  # token t + 1 is predicted at position t
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
+                                            reduction="none")  # [N, L - 1]
+    return -nll.sum(-1), (targets != -100).sum(-1)
+
+
+def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExample], cfg: WarmStartConfig,
+                         compute_dtype: torch.dtype, device: str, seed: int) -> dict[str, float]:
+    """DPO on the LoRA adapter (reference = adapter disabled) plus ``chosen_nll`` x cross-entropy on chosen."""
+    from safealign.losses import dpo_loss
+
+    if not pairs:
+        raise ValueError("warm start has no preference pairs: check the refusals / safe_answers / self_distill counts")
+    if not hasattr(model, "disable_adapter"):
+        raise ValueError("the dpo warm start needs a LoRA (peft) model: its reference is the adapter switched off")
+    encoded = [(_encode(tokenizer, (p.messages, p.chosen, p.chosen_ends), cfg.max_length),
+                _encode(tokenizer, (p.messages, p.rejected, p.rejected_ends), cfg.max_length)) for p in pairs]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    model.train()
+    start, losses, accs = time.perf_counter(), [], []
+    for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (DPO)"):
+        b = len(idx)
+        input_ids, attn, labels = _pad([encoded[i][0] for i in idx] + [encoded[i][1] for i in idx],
+                                       tokenizer.pad_token_id)  # rows: B chosen, then B rejected
+        with torch.no_grad(), model.disable_adapter():
+            ref, _ = _sequence_logprobs(model, input_ids, attn, labels, compute_dtype, device)  # [2B]
+        logp, n_tok = _sequence_logprobs(model, input_ids, attn, labels, compute_dtype, device)  # [2B]
+        loss, info = dpo_loss(logp[:b], logp[b:], ref[:b], ref[b:], cfg.dpo_beta)
+        if cfg.chosen_nll > 0:  # keeps the preferred responses likely, not only more likely than the rejected
+            loss = loss + cfg.chosen_nll * (-logp[:b].sum() / n_tok[:b].sum().clamp(min=1))
+        _step(params, opt, loss, "warm-start DPO")
+        losses.append(float(loss.detach()))
+        accs.append(info["dpo_accuracy"])
+    model.eval()
+    tail = accs[-10:] or [float("nan")]
+    return _stats(losses, len(pairs), start, dpo_accuracy_last10=sum(tail) / len(tail))
 
 
 def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: str, device: str,
@@ -143,11 +286,13 @@ def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: st
 
     tokenizer = load_tokenizer(model_ref)
     base = load_causal_lm(model_ref, dtype=dtype, device=device)
-    examples = warmstart_examples(cfg, HFEngine(base, tokenizer), seed)
+    engine = HFEngine(base, tokenizer)
+    data = (warmstart_pairs if cfg.objective == "dpo" else warmstart_examples)(cfg, engine, seed)
     torch.manual_seed(seed)
     model = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                             target_modules=list(target_modules), task_type="CAUSAL_LM"))
-    stats = supervised_warmstart(model, tokenizer, examples, cfg, hardware.resolve_dtype(dtype, device), device, seed)
+    train = preference_warmstart if cfg.objective == "dpo" else supervised_warmstart
+    stats = train(model, tokenizer, data, cfg, hardware.resolve_dtype(dtype, device), device, seed)
     merged = model.merge_and_unload()
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
