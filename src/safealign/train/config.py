@@ -57,14 +57,15 @@ class PromptMixConfig(ConfigBase):
 
 @dataclass
 class WarmStartConfig(ConfigBase):
-    """Optional supervised warm start before RL (Safe RLHF starts RL from an SFT model too).
+    """Optional warm start before RL (Safe RLHF starts RL from an SFT model too).
 
-    A policy that never refuses gives RL no refusal to reinforce; a short SFT on refusals of harmful
-    requests, safe answers to sensitive ones (PKU safe responses) and the model's own answers to benign
-    requests (self-distillation, so helpfulness is anchored) gives the constrained RL something to work on.
+    A policy that never refuses gives RL no refusal to reinforce. A short SFT (or DPO, ``objective``) on
+    refusals of harmful requests, safe answers to sensitive ones (PKU safe responses) and the model's own
+    answers to benign requests (self-distillation, so helpfulness is anchored) gives the constrained RL
+    something to work on. DPO learns refusing as a function of the prompt; SFT also raises it everywhere.
     """
 
-    enabled: bool = option(False, help="run the SFT warm start before RL")
+    enabled: bool = option(False, help="run the warm start (SFT or DPO) before RL")
     steps: int = option(60, help="optimizer steps")
     batch_size: int = option(8, help="examples per step")
     lr: float = option(2e-4, help="learning rate (LoRA)")

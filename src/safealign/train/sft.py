@@ -1,4 +1,4 @@
-"""Supervised warm start before constrained RL.
+"""Warm start before constrained RL: SFT, or DPO on preference pairs from the same sources.
 
 SmolLM2-135M-Instruct refused about 1 in 100 AdvBench requests sampled at temperature 1 when we
 measured it, so group-relative RL almost never sees a refusal to reinforce. A short SFT on three
@@ -8,6 +8,10 @@ PKU-SafeRLHF response labelled safe) and the model's own answers to benign instr
 (self-distillation, which anchors helpfulness at zero distribution shift), including the benign
 instructions worded most like harmful ones (:mod:`safealign.data.lookalikes`), so refusing is tied to
 intent rather than to alarming words.
+
+SFT on refusals also raises the probability of refusing *everywhere* (the 135M model learns the opener
+"I'm sorry, but I cannot" for any request). ``objective: dpo`` pairs the same sources so that a refusal is
+preferred for harmful prompts and dispreferred for benign ones: only the prompt decides (docs/training.md).
 """
 
 from __future__ import annotations
