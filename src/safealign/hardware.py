@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Literal
 
@@ -25,6 +26,13 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: str, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Mixed precision in ``dtype`` on ``device`` for bf16/fp16; a no-op context for fp32."""
+    if dtype in (torch.bfloat16, torch.float16):
+        return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+    return contextlib.nullcontext()
 
 
 def default_device() -> str:

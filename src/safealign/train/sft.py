@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from safealign import hardware
 from safealign.data.records import Message
 from safealign.generation import HFEngine, SamplingConfig, render_prompt
 from safealign.train.config import WarmStartConfig
@@ -181,12 +182,6 @@ def _pad(batch: list[tuple[list[int], int]], pad: int) -> tuple[torch.Tensor, to
     return input_ids, attn, labels
 
 
-def _autocast(device: str, compute_dtype: torch.dtype) -> Any:
-    kind = device.split(":")[0]
-    return (torch.autocast(kind, dtype=compute_dtype) if compute_dtype != torch.float32
-            else torch.autocast(kind, enabled=False))
-
-
 def _step(params: list[torch.Tensor], opt: torch.optim.Optimizer, loss: torch.Tensor, what: str) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(f"{what} loss is {float(loss)}; lower warmstart.lr")
@@ -214,7 +209,7 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
     start, losses = time.perf_counter(), []
     for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (SFT)"):
         input_ids, attn, labels = _pad([encoded[i] for i in idx], tokenizer.pad_token_id)
-        with _autocast(device, compute_dtype):
+        with hardware.autocast(device, compute_dtype):
             out = model(input_ids=input_ids.to(device), attention_mask=attn.to(device), labels=labels.to(device))
         _step(params, opt, out.loss, "warm-start")
         losses.append(float(out.loss.detach()))
@@ -225,7 +220,7 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
 def _sequence_logprobs(model: Any, input_ids: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor,
                        compute_dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed response log-prob [N] and response token count [N] (labels [N, L], -100 off the response)."""
-    with _autocast(device, compute_dtype):
+    with hardware.autocast(device, compute_dtype):
         logits = model(input_ids=input_ids.to(device), attention_mask=attn.to(device)).logits  # [N, L, V]
     targets = labels[:, 1:].to(device)  # token t + 1 is predicted at position t
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
@@ -271,14 +266,14 @@ def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: st
     """Path of the warm-started policy (adapter merged), built once and cached by its configuration.
 
     Caching by (model, warm-start config, seed) lets every constraint method of a sweep start RL from the
-    same SFT model, which also serves as the RL reference model.
+    same warm-started model, which also serves as the RL reference model.
     """
     import hashlib
     import json
     import os
     import shutil
 
-    from safealign import hardware, paths
+    from safealign import paths
     from safealign.models.loading import load_causal_lm, load_tokenizer, resolve
 
     key = json.dumps({"model": str(resolve(model_ref)), "cfg": cfg.to_dict(), "seed": seed, "r": lora_r,
@@ -290,12 +285,12 @@ def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: st
 
     tokenizer = load_tokenizer(model_ref)
     base = load_causal_lm(model_ref, dtype=dtype, device=device)
-    engine = HFEngine(base, tokenizer)
-    data = (warmstart_pairs if cfg.objective == "dpo" else warmstart_examples)(cfg, engine, seed)
+    build, train = ((warmstart_pairs, preference_warmstart) if cfg.objective == "dpo"
+                    else (warmstart_examples, supervised_warmstart))
+    data = build(cfg, HFEngine(base, tokenizer), seed)
     torch.manual_seed(seed)
     model = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                             target_modules=list(target_modules), task_type="CAUSAL_LM"))
-    train = preference_warmstart if cfg.objective == "dpo" else supervised_warmstart
     stats = train(model, tokenizer, data, cfg, hardware.resolve_dtype(dtype, device), device, seed)
     merged = model.merge_and_unload()
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")

@@ -7,7 +7,6 @@ optimizer, so the same loop runs on several GPUs under ``accelerate launch``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
@@ -42,12 +41,6 @@ class TrainingError(RuntimeError):
 
 class NonFiniteStep(RuntimeError):
     """One step produced non-finite scores, loss or gradients; it is skipped, weights untouched."""
-
-
-def _autocast(device: str, dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    if dtype in (torch.bfloat16, torch.float16):
-        return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-    return contextlib.nullcontext()
 
 
 class RLTrainer:
@@ -146,7 +139,7 @@ class RLTrainer:
         """Per-token log p(response token) [N, T], optional entropy [N, T] and last hidden state [N, T, H]."""
         t = batch.response_mask.shape[1]
         dev = self.device
-        with _autocast(dev, self.compute_dtype):
+        with hardware.autocast(dev, self.compute_dtype):
             out = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev),
                         position_ids=batch.position_ids.to(dev), logits_to_keep=t + 1,
                         output_hidden_states=want_hidden, use_cache=False)
