@@ -1,6 +1,9 @@
 """Generation throughput of the embedded SmolLM2 (tokens/s at batch 1, 8 and 32). A script, not a test.
 
-    python bench/generation.py [--dtype auto|float32|bfloat16] [--new-tokens 64]
+    python bench/generation.py [--dtype float32 bfloat16] [--new-tokens 64] [--path lean transformers]
+
+``--path`` compares the lean Llama decoder (generation/llama_decoder.py, the default on CPU) with
+transformers' own forward in the same run.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ def main() -> None:
     ap.add_argument("--dtype", nargs="+", default=["float32", "bfloat16"] if hardware.cpu_has_fast_bf16() else ["float32"])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--path", nargs="+", choices=["lean", "transformers"], default=["lean", "transformers"])
     args = ap.parse_args()
     print(hardware.describe())
     prompts = [r.messages for r in load_dataset("alpaca-eval")[:64]]
-    for dtype in args.dtype:
+    for dtype, path in [(d, p) for d in args.dtype for p in args.path]:
         engine = HFEngine.from_pretrained(args.model, dtype=dtype)
+        engine.fast = path == "lean"
         engine.generate(prompts[:2], SamplingConfig(max_new_tokens=4))  # warm-up
         for bs in args.batches:
             # fixed length (no early EOS effects): suppress EOS by sampling min length via large budget
@@ -35,7 +40,7 @@ def main() -> None:
             engine.generate(prompts[:bs], cfg)
             dt = time.perf_counter() - t0
             st = engine.last_stats
-            print(f"dtype={dtype:9s} batch={bs:3d} new_tokens={st.new_tokens:5d} time={dt:6.1f}s "
+            print(f"path={path:12s} dtype={dtype:9s} batch={bs:3d} new_tokens={st.new_tokens:5d} time={dt:6.1f}s "
                   f"throughput={st.new_tokens / dt:7.1f} tok/s")
 
 

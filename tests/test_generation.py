@@ -131,3 +131,51 @@ def test_contiguous_head_input_keeps_logits(tiny_llama):
         after = tiny_llama(input_ids=ids, logits_to_keep=2).logits
     assert len(tiny_llama.get_output_embeddings()._forward_pre_hooks) == 1
     assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_lean_llama_path_matches_transformers_forward(tiny_llama, smol_tokenizer):
+    """The fused-projection decoder and transformers' forward give the same samples and log-probs."""
+    from safealign.generation import llama_decoder
+
+    assert llama_decoder.supports(tiny_llama)
+    prompts = [*PROMPTS, user_prompt("A third prompt of middling length.")]  # three widths: left padding
+    cfg = SamplingConfig(max_new_tokens=16, n=2, temperature=1.0, top_p=0.9, seed=5, batch_size=6)
+    fast = HFEngine(tiny_llama, smol_tokenizer, fast=True).generate(prompts, cfg)
+    slow = HFEngine(tiny_llama, smol_tokenizer, fast=False).generate(prompts, cfg)
+    for row_f, row_s in zip(fast, slow, strict=True):
+        for f, s in zip(row_f, row_s, strict=True):
+            assert f.token_ids == s.token_ids and f.finish_reason == s.finish_reason
+            torch.testing.assert_close(torch.tensor(f.logprobs), torch.tensor(s.logprobs), atol=1e-4, rtol=0)
+
+
+def test_lean_path_reads_weights_changed_between_calls(smol_tokenizer):
+    from tests.conftest import make_tiny_llama
+
+    model = make_tiny_llama(smol_tokenizer)
+    engine = HFEngine(model, smol_tokenizer)
+    cfg = SamplingConfig(max_new_tokens=6, temperature=0.0)
+    before = engine.generate(PROMPTS[:1], cfg)[0][0]
+    with torch.no_grad():
+        for layer in model.model.layers:  # a rollout copy is synced in place like this
+            layer.mlp.up_proj.weight.mul_(-3.0)
+            layer.self_attn.k_proj.weight.mul_(2.0)
+    after = engine.generate(PROMPTS[:1], cfg)[0][0]
+    slow = HFEngine(model, smol_tokenizer, fast=False).generate(PROMPTS[:1], cfg)[0][0]
+    assert after.token_ids == slow.token_ids
+    torch.testing.assert_close(torch.tensor(after.logprobs), torch.tensor(slow.logprobs), atol=1e-4, rtol=0)
+    assert after.logprobs != before.logprobs
+
+
+def test_lean_path_declines_what_it_does_not_cover(smol_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    from safealign.generation import llama_decoder
+    from tests.conftest import make_tiny_llama
+
+    peft_model = get_peft_model(make_tiny_llama(smol_tokenizer), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert not llama_decoder.supports(peft_model)  # unmerged adapters: transformers' forward applies them
+    biased = make_tiny_llama(smol_tokenizer)
+    biased.config.attention_bias = True
+    assert not llama_decoder.supports(biased)
+    with pytest.raises(ValueError, match="LlamaDecoder"):
+        llama_decoder.LlamaDecoder(peft_model)

@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 
 from safealign.config import ConfigBase, option, require
 from safealign.data.records import Message
+from safealign.generation import llama_decoder
+from safealign.generation.llama_decoder import LlamaDecoder
 
 
 @dataclass
@@ -128,11 +130,12 @@ def sample_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Gene
 class HFEngine(Engine):
     """Sampling on any transformers causal LM (plain, LoRA-wrapped, any device)."""
 
-    def __init__(self, model: Any, tokenizer: Any):
+    def __init__(self, model: Any, tokenizer: Any, fast: bool = True):
         from safealign.models.loading import contiguous_lm_head_input
 
         self.model = contiguous_lm_head_input(model)
         self.tokenizer = tokenizer
+        self.fast = fast  # the lean Llama forward (llama_decoder.py) where it applies
         self.last_stats = GenerationStats()
         stops = {tokenizer.eos_token_id}
         gen_cfg = getattr(model, "generation_config", None)
@@ -180,11 +183,13 @@ class HFEngine(Engine):
         was_training = self.model.training
         self.model.eval()
         new_tokens = 0
+        # weights are read (and q|k|v, gate|up fused) once per call, so a model updated in between is current
+        decoder = LlamaDecoder(self.model) if self.fast and llama_decoder.supports(self.model) else None
         bar = tqdm(total=len(jobs), desc="generate", unit="seq", disable=not progress, leave=False)
         try:
             for b in range(0, len(jobs), cfg.batch_size):
                 chunk = jobs[b:b + cfg.batch_size]
-                gens = self._generate_batch([encoded[i] for i, _ in chunk], cfg, generator)
+                gens = self._generate_batch([encoded[i] for i, _ in chunk], cfg, generator, decoder)
                 for (i, j), (ids, lps, reason) in zip(chunk, gens, strict=True):
                     text = self.tokenizer.decode(ids, skip_special_tokens=True)
                     results[i][j] = Generation(i, text, ids, lps, reason, len(encoded[i]), {"sample": j})
@@ -196,8 +201,8 @@ class HFEngine(Engine):
         self.last_stats = GenerationStats(len(prompts), len(jobs), new_tokens, time.perf_counter() - start)
         return [[g for g in row if g is not None] for row in results]
 
-    def _generate_batch(self, batch: list[list[int]], cfg: SamplingConfig,
-                        generator: torch.Generator) -> list[tuple[list[int], list[float], str]]:
+    def _generate_batch(self, batch: list[list[int]], cfg: SamplingConfig, generator: torch.Generator,
+                        decoder: LlamaDecoder | None) -> list[tuple[list[int], list[float], str]]:
         device = self.device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         width = max(len(x) for x in batch)
@@ -208,12 +213,9 @@ class HFEngine(Engine):
             input_ids[r, width - len(ids):] = torch.tensor(ids)
             attn[r, width - len(ids):] = 1
         input_ids, attn = input_ids.to(device), attn.to(device)
-        position_ids = (attn.cumsum(-1) - 1).clamp(min=0)  # [B, T]
+        stepper = decoder or _HFStepper(self)
         stop = torch.tensor(self.stop_ids, device=device)
-        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=True,
-                         **self._keep_last)
-        past, logits = _cache_of(out), out.logits[:, -1, :].float()  # logits: [B, V]
-        next_pos = position_ids[:, -1:] + 1  # [B, 1]
+        logits = stepper.start(input_ids, attn, cfg.max_new_tokens)  # [B, V] float32
         done = torch.zeros(bsz, dtype=torch.bool, device=device)
         tokens: list[torch.Tensor] = []
         logps: list[torch.Tensor] = []
@@ -228,11 +230,7 @@ class HFEngine(Engine):
             done = done | torch.isin(nxt, stop)
             if bool(done.all()):
                 break
-            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=-1)
-            out = self.model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos,
-                             use_cache=True, **{self._cache_arg: past})
-            past, logits = _cache_of(out), out.logits[:, -1, :].float()
-            next_pos = next_pos + 1
+            logits = stepper.step(nxt)
         tok = torch.stack(tokens, 1).cpu()  # [B, L]
         lps = torch.stack(logps, 1).float().cpu()
         live = torch.stack(alive, 1).cpu()
@@ -247,6 +245,30 @@ class HFEngine(Engine):
             else:
                 results.append((ids, lp, "length"))
         return results
+
+
+class _HFStepper:
+    """The generic path: transformers' own forward and KV cache (any architecture, PEFT-wrapped or not)."""
+
+    def __init__(self, engine: HFEngine):
+        self.engine = engine
+
+    def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+        self.attn = attention_mask
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # [B, T]
+        out = self.engine.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                use_cache=True, **self.engine._keep_last)
+        self.past = _cache_of(out)
+        self.position = position_ids[:, -1:] + 1  # [B, 1]
+        return out.logits[:, -1, :].float()  # [B, V]
+
+    def step(self, next_ids: torch.Tensor) -> torch.Tensor:
+        self.attn = torch.cat([self.attn, torch.ones_like(self.attn[:, :1])], dim=-1)
+        out = self.engine.model(input_ids=next_ids[:, None], attention_mask=self.attn, position_ids=self.position,
+                                use_cache=True, **{self.engine._cache_arg: self.past})
+        self.past = _cache_of(out)
+        self.position = self.position + 1
+        return out.logits[:, -1, :].float()
 
 
 def _forward_params(model: Any) -> set[str]:
