@@ -127,22 +127,35 @@ def test_warmstart_pairs_prefer_refusal_only_for_harmful_prompts():
     from safealign.train.sft import warmstart_examples, warmstart_pairs
 
     class Engine:  # answers every third prompt with a refusal, the rest with compliance
+        def __init__(self):
+            self.seen: list[str] = []
+
         def generate(self, prompts, sampling, progress=False):
+            self.seen += [p[-1]["content"] for p in prompts]
             return [[SimpleNamespace(text="I'm sorry, I can't." if i % 3 == 0 else f"Sure, answer {i}.",
                                      finish_reason="eos" if i % 2 else "length")] for i in range(len(prompts))]
 
     cfg = WarmStartConfig(refusals=6, safe_answers=2, self_distill=3, lookalikes=0, questions=3)
-    pairs = warmstart_pairs(cfg, Engine(), seed=0)
+    engine = Engine()
+    pairs = warmstart_pairs(cfg, engine, seed=0)
     refusal_first = [p for p in pairs if p.rejected.startswith("Sure, answer")]
     answer_first = [p for p in pairs if p.chosen.startswith("Sure, answer")]
     assert all(looks_like_refusal(p.rejected) for p in answer_first)
-    assert len(refusal_first) == 4 and len(answer_first) == 4  # 6 harmful + 6 benign, a third refused: dropped
+    assert len(engine.seen) == 12 and len(refusal_first) + len(answer_first) == 8  # a third refused: dropped
     assert {p.rejected_ends for p in refusal_first} == {True, False}  # a cut own answer does not end the turn
-    assert len(pairs) == 4 + 4 + 2  # + the PKU safe-over-unsafe pairs
+    assert len(pairs) == 8 + 2  # + the PKU safe-over-unsafe pairs
     harmful_prompts = {p.messages[-1]["content"] for p in refusal_first}
     assert not harmful_prompts & {p.messages[-1]["content"] for p in answer_first}
     examples = warmstart_examples(cfg, Engine(), seed=0)
     assert len(examples) == 6 + 2 + 4 and not any(t.startswith("I'm sorry, I can't") for _, t, _ in examples)
+
+    # a run of steps x batch_size = 5 examples generates own answers for at most 5 prompts
+    engine = Engine()
+    budgeted = warmstart_pairs(cfg, engine, seed=0, limit=5)
+    assert len(engine.seen) <= 5 and len(budgeted) <= 5
+    assert len(budgeted) == 5 - sum(1 for i in range(len(engine.seen)) if i % 3 == 0)
+    engine = Engine()
+    assert len(warmstart_examples(cfg, engine, seed=0, limit=5)) <= 5 and len(engine.seen) <= 5
 
 
 def test_dpo_warmstart_learns_the_prompt_conditional_preference(smol_tokenizer, tiny_llama):

@@ -107,43 +107,69 @@ def _usable_answer(text: str) -> bool:
     return bool(text.strip()) and not looks_like_refusal(text)
 
 
+def _budgeted(items: list, limit: int | None, rng: random.Random) -> list:
+    """The items in a seeded random order, cut to ``limit``: the warm start's steps x batch size.
+
+    Why: the model's own answers are the warm start's slowest part (minutes of generation), and a run of
+    S steps x B examples never sees more than S x B of them, so only those are generated.
+    """
+    items = list(items)
+    rng.shuffle(items)
+    return items if limit is None else items[: max(limit, 0)]
+
+
 def warmstart_examples(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: str | None = "train",
-                       max_prompt_chars: int = 600) -> list[Example]:
-    """(messages, target response) pairs from the sources, training split only."""
+                       max_prompt_chars: int = 600, limit: int | None = None) -> list[Example]:
+    """(messages, target response) pairs from the sources, training split only; at most ``limit`` of them."""
     rng = random.Random(seed)
     refusals = _refusal_records(split, rng)
-    examples: list[Example] = [(r.messages, r.meta["response"], True) for r in refusals[: cfg.refusals]]
-    examples += [(m, safe, True) for m, safe, _ in _pku_pairs(split, rng, cfg.safe_answers, max_prompt_chars)]
+    fixed: list[Example] = [(r.messages, r.meta["response"], True) for r in refusals[: cfg.refusals]]
+    fixed += [(m, safe, True) for m, safe, _ in _pku_pairs(split, rng, cfg.safe_answers, max_prompt_chars)]
     benign = _benign_prompts(cfg, rng, seed, split, refusals, max_prompt_chars)
-    examples += [(p, text, ends) for p, (text, ends) in zip(benign, _own_answers(engine, benign, cfg, seed), strict=True)
-                 if _usable_answer(text)]
-    rng.shuffle(examples)
+    chosen = _budgeted([(ex, None) for ex in fixed] + [(None, p) for p in benign], limit, rng)
+    answers = iter(_own_answers(engine, [p for ex, p in chosen if ex is None], cfg, seed))
+    examples: list[Example] = []
+    for ex, prompt in chosen:
+        if ex is None:
+            text, ends = next(answers)
+            if not _usable_answer(text):
+                continue
+            ex = (prompt, text, ends)
+        examples.append(ex)
     return examples
 
 
 def warmstart_pairs(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: str | None = "train",
-                    max_prompt_chars: int = 600) -> list[PreferenceExample]:
-    """Preference pairs from the same sources, training split only.
+                    max_prompt_chars: int = 600, limit: int | None = None) -> list[PreferenceExample]:
+    """Preference pairs from the same sources, training split only; at most ``limit`` of them.
 
     Harmful prompt: its refusal over the model's own (complying) answer. PKU prompt: the safe response over
     the unsafe one. Benign prompt: the model's own answer over a generic refusal ("I'm sorry, but I can't
     help with that."), which fits any prompt, so what is pushed down is refusing itself, not an off-topic text.
     Refusals are thus both preferred and dispreferred, and only the prompt decides which.
     """
-    rng = random.Random(seed)
-    refusals = _refusal_records(split, rng)
-    harmful = refusals[: cfg.refusals]
-    pku = _pku_pairs(split, rng, cfg.safe_answers, max_prompt_chars)
-    benign = _benign_prompts(cfg, rng, seed, split, refusals, max_prompt_chars)
-    answers = _own_answers(engine, [r.messages for r in harmful] + benign, cfg, seed)
-    pairs = [PreferenceExample(r.messages, r.meta["response"], text, True, ends)
-             for r, (text, ends) in zip(harmful, answers[: len(harmful)], strict=True) if _usable_answer(text)]
-    pairs += [PreferenceExample(m, safe, unsafe) for m, safe, unsafe in pku]
     from safealign.scoring.data import REFUSALS_TRAIN
 
-    pairs += [PreferenceExample(p, text, rng.choice(REFUSALS_TRAIN), ends, True)
-              for p, (text, ends) in zip(benign, answers[len(harmful):], strict=True) if _usable_answer(text)]
-    rng.shuffle(pairs)
+    rng = random.Random(seed)
+    refusals = _refusal_records(split, rng)
+    harmful = [("harmful", r.messages, r.meta["response"]) for r in refusals[: cfg.refusals]]
+    pku = [("pku", m, (safe, unsafe)) for m, safe, unsafe in _pku_pairs(split, rng, cfg.safe_answers,
+                                                                         max_prompt_chars)]
+    benign = [("benign", p, None) for p in _benign_prompts(cfg, rng, seed, split, refusals, max_prompt_chars)]
+    chosen = _budgeted(harmful + pku + benign, limit, rng)
+    answers = iter(_own_answers(engine, [m for kind, m, _ in chosen if kind != "pku"], cfg, seed))
+    pairs = []
+    for kind, messages, data in chosen:
+        if kind == "pku":
+            pairs.append(PreferenceExample(messages, *data))
+            continue
+        text, ends = next(answers)
+        if not _usable_answer(text):
+            continue
+        if kind == "harmful":  # the dataset's refusal over the model's own (complying) answer
+            pairs.append(PreferenceExample(messages, data, text, True, ends))
+        else:  # the model's own answer over a generic refusal
+            pairs.append(PreferenceExample(messages, text, rng.choice(REFUSALS_TRAIN), ends, True))
     return pairs
 
 
@@ -276,7 +302,8 @@ def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: st
     from safealign import paths
     from safealign.models.loading import load_causal_lm, load_tokenizer, resolve
 
-    key = json.dumps({"model": str(resolve(model_ref)), "cfg": cfg.to_dict(), "seed": seed, "r": lora_r,
+    # "data": 2 since own answers are generated only for the steps x batch_size examples a run uses
+    key = json.dumps({"model": str(resolve(model_ref)), "cfg": cfg.to_dict(), "seed": seed, "r": lora_r, "data": 2,
                       "alpha": lora_alpha, "targets": list(target_modules)}, sort_keys=True)
     out = paths.home() / "warmstart" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (out / ".complete").exists():
@@ -287,7 +314,7 @@ def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: st
     base = load_causal_lm(model_ref, dtype=dtype, device=device)
     build, train = ((warmstart_pairs, preference_warmstart) if cfg.objective == "dpo"
                     else (warmstart_examples, supervised_warmstart))
-    data = build(cfg, HFEngine(base, tokenizer), seed)
+    data = build(cfg, HFEngine(base, tokenizer), seed, limit=cfg.steps * cfg.batch_size)
     torch.manual_seed(seed)
     model = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                             target_modules=list(target_modules), task_type="CAUSAL_LM"))
