@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from safealign import hardware
 from safealign.data.records import Message
-from safealign.generation import Generation
 
 
 class PromptMixture:
@@ -92,23 +92,47 @@ class SequenceBatch:
         return SequenceBatch(self.input_ids[idx][:, cols], am[:, cols], rm[:, :t_used], self.prompt_width - p_used)
 
 
-def build_sequences(prompt_ids: list[list[int]], gens: list[Generation], pad_id: int) -> SequenceBatch:
-    """prompt_ids[i] belongs to gens[i] (one entry per sampled response)."""
+def build_sequences(prompt_ids: list[list[int]], response_ids: list[list[int]], pad_id: int) -> SequenceBatch:
+    """prompt_ids[i] belongs to response_ids[i] (one entry per response)."""
     p_width = max(len(p) for p in prompt_ids)
-    t_width = max(1, max(len(g.token_ids) for g in gens))
-    n = len(gens)
+    t_width = max(1, max(len(r) for r in response_ids))
+    n = len(response_ids)
     ids = torch.full((n, p_width + t_width), pad_id, dtype=torch.long)
     attn = torch.zeros_like(ids)
     resp = torch.zeros((n, t_width), dtype=torch.long)
-    for r, (p, g) in enumerate(zip(prompt_ids, gens, strict=True)):
+    for r, (p, toks) in enumerate(zip(prompt_ids, response_ids, strict=True)):
         ids[r, p_width - len(p):p_width] = torch.tensor(p)
         attn[r, p_width - len(p):p_width] = 1
-        t = len(g.token_ids)
+        t = len(toks)
         if t:
-            ids[r, p_width:p_width + t] = torch.tensor(g.token_ids)
+            ids[r, p_width:p_width + t] = torch.tensor(toks)
             attn[r, p_width:p_width + t] = 1
             resp[r, :t] = 1
     return SequenceBatch(ids, attn, resp, p_width)
+
+
+def response_logprobs(model: Any, batch: SequenceBatch, device: str, dtype: torch.dtype, want_entropy: bool = False,
+                      want_hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Per-token log p(response token) [N, T], optional entropy [N, T] and last hidden state [N, T, H].
+
+    Logits are computed for the response columns only (the layout aligns them): on a 49k vocabulary the
+    head and the log-softmax over prompt positions would cost as much as the rest of the model.
+    """
+    t = batch.response_mask.shape[1]
+    with hardware.autocast(device, dtype):
+        out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                    position_ids=batch.position_ids.to(device), logits_to_keep=t + 1,
+                    output_hidden_states=want_hidden, use_cache=False)
+    logits = out.logits[:, -(t + 1):-1, :].float()  # [N, T, V]: column P - 1 + j predicts response token j
+    targets = batch.input_ids[:, batch.prompt_width:].to(device)  # [N, T]
+    logp_all = torch.log_softmax(logits, -1)
+    logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
+    entropy = None
+    if want_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    hidden = out.hidden_states[-1][:, -(t + 1):-1, :].float() if want_hidden else None
+    return logp, entropy, hidden
 
 
 class RolloutCopy:

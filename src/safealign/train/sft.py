@@ -243,15 +243,15 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
     return _stats(losses, len(examples), start)
 
 
-def _sequence_logprobs(model: Any, input_ids: torch.Tensor, attn: torch.Tensor, labels: torch.Tensor,
-                       compute_dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response log-prob [N] and response token count [N] (labels [N, L], -100 off the response)."""
-    with hardware.autocast(device, compute_dtype):
-        logits = model(input_ids=input_ids.to(device), attention_mask=attn.to(device)).logits  # [N, L, V]
-    targets = labels[:, 1:].to(device)  # token t + 1 is predicted at position t
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
-                                            reduction="none")  # [N, L - 1]
-    return -nll.sum(-1), (targets != -100).sum(-1)
+def _sequence_logprobs(model: Any, rows: list[tuple[list[int], int]], pad: int, compute_dtype: torch.dtype,
+                       device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-prob [N] and response token count [N] of (ids, prompt length) rows."""
+    from safealign.train.rollout import build_sequences, response_logprobs
+
+    batch = build_sequences([ids[:p] for ids, p in rows], [ids[p:] for ids, p in rows], pad)
+    logp, _, _ = response_logprobs(model, batch, device, compute_dtype)  # [N, T]
+    mask = batch.response_mask.to(logp.device)
+    return (logp * mask).sum(-1), mask.sum(-1)
 
 
 def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExample], cfg: WarmStartConfig,
@@ -271,11 +271,10 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
     start, losses, accs = time.perf_counter(), [], []
     for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (DPO)"):
         b = len(idx)
-        input_ids, attn, labels = _pad([encoded[i][0] for i in idx] + [encoded[i][1] for i in idx],
-                                       tokenizer.pad_token_id)  # rows: B chosen, then B rejected
+        rows = [encoded[i][0] for i in idx] + [encoded[i][1] for i in idx]  # B chosen, then B rejected
         with torch.no_grad(), model.disable_adapter():
-            ref, _ = _sequence_logprobs(model, input_ids, attn, labels, compute_dtype, device)  # [2B]
-        logp, n_tok = _sequence_logprobs(model, input_ids, attn, labels, compute_dtype, device)  # [2B]
+            ref, _ = _sequence_logprobs(model, rows, tokenizer.pad_token_id, compute_dtype, device)  # [2B]
+        logp, n_tok = _sequence_logprobs(model, rows, tokenizer.pad_token_id, compute_dtype, device)  # [2B]
         loss, info = dpo_loss(logp[:b], logp[b:], ref[:b], ref[b:], cfg.dpo_beta)
         if cfg.chosen_nll > 0:  # keeps the preferred responses likely, not only more likely than the rejected
             loss = loss + cfg.chosen_nll * (-logp[:b].sum() / n_tok[:b].sum().clamp(min=1))

@@ -32,7 +32,13 @@ from safealign.scoring.base import Scorer
 from safealign.scoring.data import looks_like_refusal
 from safealign.train.config import AlignConfig
 from safealign.train.constraints import ConstraintHandler, build_handler
-from safealign.train.rollout import PromptMixture, RolloutCopy, SequenceBatch, build_sequences
+from safealign.train.rollout import (
+    PromptMixture,
+    RolloutCopy,
+    SequenceBatch,
+    build_sequences,
+    response_logprobs,
+)
 
 
 class TrainingError(RuntimeError):
@@ -136,23 +142,7 @@ class RLTrainer:
     # ------------------------------------------------------------------ log-probs
     def _forward_logprobs(self, model: Any, batch: SequenceBatch, want_entropy: bool = False,
                           want_hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Per-token log p(response token) [N, T], optional entropy [N, T] and last hidden state [N, T, H]."""
-        t = batch.response_mask.shape[1]
-        dev = self.device
-        with hardware.autocast(dev, self.compute_dtype):
-            out = model(input_ids=batch.input_ids.to(dev), attention_mask=batch.attention_mask.to(dev),
-                        position_ids=batch.position_ids.to(dev), logits_to_keep=t + 1,
-                        output_hidden_states=want_hidden, use_cache=False)
-        logits = out.logits[:, -(t + 1):-1, :].float()  # [N, T, V]
-        targets = batch.input_ids[:, batch.prompt_width:].to(dev)  # [N, T]
-        logp_all = torch.log_softmax(logits, -1)
-        logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
-        entropy = None
-        if want_entropy:
-            with torch.no_grad():
-                entropy = -(logp_all.exp() * logp_all).sum(-1)
-        hidden = out.hidden_states[-1][:, -(t + 1):-1, :].float() if want_hidden else None
-        return logp, entropy, hidden
+        return response_logprobs(model, batch, self.device, self.compute_dtype, want_entropy, want_hidden)
 
     def _ref_logprobs(self, batch: SequenceBatch) -> torch.Tensor:
         with torch.no_grad():
@@ -185,7 +175,7 @@ class RLTrainer:
         cost = cost.clamp(-cfg.score_clip, cfg.score_clip)
         group = torch.tensor([g.prompt_index for g in flat])
         prompt_ids = self.engine.encode(prompts, sampling)
-        batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], flat,
+        batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
         return {"prompts": prompts, "is_harmful": is_harmful, "gens": flat, "reward": reward, "cost": cost,
                 "group": group, "batch": batch, "gen_time": gen_time,
