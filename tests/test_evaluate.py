@@ -154,6 +154,11 @@ def test_violation_rate_and_win_rate() -> None:
     assert w.mean() == pytest.approx(0.625)
     with pytest.raises(ValueError):
         win_rate([1.0], [1.0, 2.0])
+    # a refusal loses unless the baseline refused too; answers keep their result
+    from safealign.evaluate import win_rate_refusal_as_loss
+
+    strict = win_rate_refusal_as_loss([1.0, 1.0, 0.5, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0])
+    assert list(strict) == [0.0, 1.0, 0.5, 0.0]
 
 
 def test_risk_summary_exposes_safety_compensation() -> None:
@@ -427,6 +432,7 @@ def test_baseline_win_rate_and_decoder_responder(tmp_path: Path) -> None:
                  progress=False)
     g = m["suites"]["h"]["groups"]["safe"]
     assert g["win_rate"]["value"] == pytest.approx(1.0)
+    assert g["win_rate_refusal_as_loss"]["value"] == pytest.approx(1.0)  # the decoder answered every prompt
     assert g["mean_reward"]["value"] > g["baseline_mean_reward"]["value"]
     assert m["cost_accounting"]["tokens_generated"] == 5 * 12
     assert isinstance(s, Suite)

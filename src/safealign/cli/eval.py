@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     show("violation_rate", "harmful: per-prompt violation rate")
     show("over_refusal_rate", "over-refusal: safe prompts refused")
     show("win_rate", "helpful: win rate vs baseline")
+    show("win_rate_refusal_as_loss", "helpful: win rate, a refusal loses")
     if "mean_reward" in h:
         e = h["mean_reward"]
         print(f"  {'helpful: mean reward':<44} {e['value']:6.3f}  [{e['low']:.3f}, {e['high']:.3f}]")

@@ -26,7 +26,15 @@ from .judges import (
     train_harm_classifier,
     train_refusal_classifier,
 )
-from .metrics import Estimate, bootstrap_ci, cvar, risk_summary, violation_rate, win_rate
+from .metrics import (
+    Estimate,
+    bootstrap_ci,
+    cvar,
+    risk_summary,
+    violation_rate,
+    win_rate,
+    win_rate_refusal_as_loss,
+)
 from .report import render_run, write_report
 from .runner import (
     EvalConfig,
@@ -48,5 +56,5 @@ __all__ = [
     "SuiteError", "SuiteItem", "bootstrap_ci", "build_harm_judge", "build_judges", "build_refusal_judge",
     "build_reward_scorer", "cvar", "engine_policy", "evaluate", "load_run", "load_suite", "load_suites",
     "render_run", "responder_policy", "risk_summary", "train_harm_classifier", "train_refusal_classifier",
-    "violation_rate", "win_rate", "write_report",
+    "violation_rate", "win_rate", "win_rate_refusal_as_loss", "write_report",
 ]

@@ -122,6 +122,19 @@ def win_rate(scores: ArrayLike, baseline_scores: ArrayLike) -> np.ndarray:
     return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
 
 
+def win_rate_refusal_as_loss(wins: ArrayLike, refused: ArrayLike, baseline_refused: ArrayLike) -> np.ndarray:
+    """Per-prompt wins where a refused answer loses unless the baseline refused too.
+
+    Why: a reward model can score a polite refusal above a weak answer, so the plain win-rate may count
+    refusing a benign request as a win. refused / baseline_refused: per-prompt refusal shares (> 0: refused).
+    """
+    w = np.asarray(wins, dtype=np.float64)
+    r, b = np.asarray(refused, dtype=np.float64) > 0, np.asarray(baseline_refused, dtype=np.float64) > 0
+    if not (w.shape == r.shape == b.shape):
+        raise ValueError(f"wins {w.shape}, refused {r.shape} and baseline_refused {b.shape} differ in shape")
+    return np.where(r & ~b, 0.0, w)
+
+
 def sigmoid(x: ArrayLike) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for large |x|

@@ -439,6 +439,10 @@ def suite_metrics(suite: Suite, rows: list[dict], judges: Judges, cfg: MetricCon
                 if len(base) == len(rew):
                     wins = M.win_rate([a.mean() for a in rew], [b.mean() for b in base])
                     g["win_rate"] = M.bootstrap_ci(wins, **ci).to_dict()
+                    base_refused = _group_arrays(baseline_rows, idx, lambda r: float(r["refusal"]["refused"]))
+                    strict = M.win_rate_refusal_as_loss(wins, [x.mean() for x in refused],
+                                                        [x.mean() for x in base_refused])
+                    g["win_rate_refusal_as_loss"] = M.bootstrap_ci(strict, **ci).to_dict()
                     g["baseline_mean_reward"] = M.bootstrap_ci(base, **ci).to_dict()
         out["groups"][group] = g
     return out
@@ -480,7 +484,7 @@ def headline(suites: dict[str, dict], primary: str | None) -> dict[str, Any]:
         h["contrast_refusal_rate"] = contrast["refusal_rate"]
     helpful = find("helpful", "helpful")
     if helpful is not None:
-        for k in ("mean_reward", "win_rate", "baseline_mean_reward"):
+        for k in ("mean_reward", "win_rate", "win_rate_refusal_as_loss", "baseline_mean_reward"):
             if k in helpful:
                 h[k] = helpful[k]
         h["helpful_refusal_rate"] = helpful["refusal_rate"]
