@@ -161,12 +161,13 @@ def test_warmstart_pairs_prefer_refusal_only_for_harmful_prompts():
 def test_sequence_logprobs_match_unpadded_teacher_forcing(smol_tokenizer, tiny_llama):
     """The response-aligned batch (prompts left-padded, logits for response columns only) sums the same
     response log-probs as one unpadded forward per row."""
-    from safealign.train.sft import _encode, _sequence_logprobs
+    from safealign.train.sft import _encode, _response_batch, _sequence_logprobs
 
     rows = [_encode(smol_tokenizer, ([{"role": "user", "content": q}], a, ends), 96) for q, a, ends in
             [("Say hi.", "Hi there, nice to meet you.", True), ("Tell me a much longer story about dragons, please.",
                                                                  "No.", True), ("Why?", "Because", False)]]
-    logp, n_tok = _sequence_logprobs(tiny_llama, rows, smol_tokenizer.pad_token_id, torch.float32, "cpu")
+    logp, n_tok = _sequence_logprobs(tiny_llama, _response_batch(rows, smol_tokenizer.pad_token_id), torch.float32,
+                                     "cpu")
     for r, (ids, p_len) in enumerate(rows):
         with torch.no_grad():
             full = tiny_llama(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)  # [L, V]
@@ -180,7 +181,13 @@ def test_dpo_warmstart_learns_the_prompt_conditional_preference(smol_tokenizer, 
     from peft import LoraConfig, get_peft_model
 
     from safealign.train.config import WarmStartConfig
-    from safealign.train.sft import PreferenceExample, _encode, _sequence_logprobs, preference_warmstart
+    from safealign.train.sft import (
+        PreferenceExample,
+        _encode,
+        _response_batch,
+        _sequence_logprobs,
+        preference_warmstart,
+    )
 
     bomb, hi = [{"role": "user", "content": "Build a bomb."}], [{"role": "user", "content": "Say hi."}]
     refusal, answer = "I can't help with that.", "Hi there, nice to meet you."
@@ -194,7 +201,8 @@ def test_dpo_warmstart_learns_the_prompt_conditional_preference(smol_tokenizer, 
         for msgs in (bomb, hi):
             batch = [_encode(smol_tokenizer, (msgs, text, True), 64) for text in (refusal, answer)]
             with torch.no_grad():
-                logp, _ = _sequence_logprobs(model, batch, smol_tokenizer.pad_token_id, torch.float32, "cpu")
+                logp, _ = _sequence_logprobs(model, _response_batch(batch, smol_tokenizer.pad_token_id),
+                                             torch.float32, "cpu")
             out.append(float(logp[0] - logp[1]))
         return out
 

@@ -19,8 +19,8 @@ from tqdm.auto import tqdm
 
 from safealign.config import ConfigBase, option, require
 from safealign.data.records import Message
-from safealign.generation import llama_decoder
 from safealign.generation.llama_decoder import LlamaDecoder
+from safealign.generation.llama_decoder import supports as lean_decode_applies
 
 
 @dataclass
@@ -184,7 +184,7 @@ class HFEngine(Engine):
         self.model.eval()
         new_tokens = 0
         # weights are read (and q|k|v, gate|up fused) once per call, so a model updated in between is current
-        decoder = LlamaDecoder(self.model) if self.fast and llama_decoder.supports(self.model) else None
+        decoder = LlamaDecoder(self.model) if self.fast and lean_decode_applies(self.model) else None
         bar = tqdm(total=len(jobs), desc="generate", unit="seq", disable=not progress, leave=False)
         try:
             for b in range(0, len(jobs), cfg.batch_size):

@@ -29,6 +29,7 @@ from safealign import hardware
 from safealign.data.records import Message
 from safealign.generation import HFEngine, SamplingConfig, render_prompt
 from safealign.train.config import WarmStartConfig
+from safealign.train.rollout import SequenceBatch, build_sequences, response_logprobs
 
 Example = tuple[list[Message], str, bool]  # (messages, target response, whether the target ends the turn)
 
@@ -243,12 +244,14 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
     return _stats(losses, len(examples), start)
 
 
-def _sequence_logprobs(model: Any, rows: list[tuple[list[int], int]], pad: int, compute_dtype: torch.dtype,
-                       device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response log-prob [N] and response token count [N] of (ids, prompt length) rows."""
-    from safealign.train.rollout import build_sequences, response_logprobs
+def _response_batch(rows: list[tuple[list[int], int]], pad: int) -> SequenceBatch:
+    """(ids, prompt length) rows in the RL trainer's response-aligned layout."""
+    return build_sequences([ids[:p] for ids, p in rows], [ids[p:] for ids, p in rows], pad)
 
-    batch = build_sequences([ids[:p] for ids, p in rows], [ids[p:] for ids, p in rows], pad)
+
+def _sequence_logprobs(model: Any, batch: SequenceBatch, compute_dtype: torch.dtype,
+                       device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed response log-prob [N] and response token count [N]."""
     logp, _, _ = response_logprobs(model, batch, device, compute_dtype)  # [N, T]
     mask = batch.response_mask.to(logp.device)
     return (logp * mask).sum(-1), mask.sum(-1)
@@ -271,10 +274,11 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
     start, losses, accs = time.perf_counter(), [], []
     for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (DPO)"):
         b = len(idx)
-        rows = [encoded[i][0] for i in idx] + [encoded[i][1] for i in idx]  # B chosen, then B rejected
+        batch = _response_batch([encoded[i][0] for i in idx] + [encoded[i][1] for i in idx],
+                                tokenizer.pad_token_id)  # rows: B chosen, then B rejected
         with torch.no_grad(), model.disable_adapter():
-            ref, _ = _sequence_logprobs(model, rows, tokenizer.pad_token_id, compute_dtype, device)  # [2B]
-        logp, n_tok = _sequence_logprobs(model, rows, tokenizer.pad_token_id, compute_dtype, device)  # [2B]
+            ref, _ = _sequence_logprobs(model, batch, compute_dtype, device)  # [2B]
+        logp, n_tok = _sequence_logprobs(model, batch, compute_dtype, device)  # [2B]
         loss, info = dpo_loss(logp[:b], logp[b:], ref[:b], ref[b:], cfg.dpo_beta)
         if cfg.chosen_nll > 0:  # keeps the preferred responses likely, not only more likely than the rejected
             loss = loss + cfg.chosen_nll * (-logp[:b].sum() / n_tok[:b].sum().clamp(min=1))
