@@ -100,6 +100,23 @@ def test_top_k_and_top_p_filtering():
     assert int(sample_next(logits, SamplingConfig(temperature=0.0), gen)) == 0
 
 
+def test_nucleus_matches_a_full_sort(monkeypatch):
+    """The candidate search gives the full sort's nucleus, also for rows whose nucleus is wider than it."""
+    from safealign.generation import engine as eng
+
+    monkeypatch.setattr(eng, "NUCLEUS_CANDIDATES", 16)
+    gen = torch.Generator().manual_seed(0)
+    peaked = torch.randn(6, 500, generator=gen) * 6  # nucleus within 16 tokens
+    flat = torch.randn(6, 500, generator=gen) * 0.1  # nucleus of hundreds of tokens: the sorted fallback
+    logits = torch.cat([peaked, flat])[torch.randperm(12, generator=gen)]
+    for top_p in (0.5, 0.9, 0.95):
+        fast = eng.nucleus(logits, top_p)
+        assert torch.equal(torch.isfinite(fast), torch.isfinite(eng._nucleus_sorted(logits, top_p)))
+        kept = torch.isfinite(fast).sum(-1)
+        assert kept.min() <= 16 < kept.max()  # both paths ran
+        assert torch.equal(fast[torch.isfinite(fast)], logits[torch.isfinite(fast)])
+
+
 @pytest.mark.parametrize("bad", [{"temperature": -1}, {"top_p": 0}, {"n": 0}, {"max_new_tokens": 0}])
 def test_sampling_config_validation(bad):
     from safealign.config import ConfigError

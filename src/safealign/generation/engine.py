@@ -105,6 +105,34 @@ def render_prompt(tokenizer: Any, messages: list[Message], system_prompt: str | 
     return body + "Assistant:"
 
 
+NUCLEUS_CANDIDATES = 256  # tokens searched for the top-p nucleus before falling back to a full sort
+
+
+def _nucleus_sorted(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+    probs = sorted_logits.softmax(-1)
+    # drop a token when the mass strictly before it already reaches top_p (always keeps the first)
+    drop = (probs.cumsum(-1) - probs) >= top_p
+    return torch.full_like(logits, float("-inf")).scatter(-1, sorted_idx, sorted_logits.masked_fill(drop, float("-inf")))
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Logits [B, V] with every token outside the top-p nucleus set to -inf.
+
+    Why not just sort: sorting [32, 49152] logits costs ~85 ms per decode step on 2 cores, more than the
+    model's forward. The nucleus is looked for among the ``NUCLEUS_CANDIDATES`` most likely tokens (~5 ms);
+    a row whose candidates hold less than ``top_p`` of the mass is sorted in full, so the result is exact.
+    """
+    k = min(NUCLEUS_CANDIDATES, logits.shape[-1])
+    top, idx = logits.softmax(-1).topk(k, dim=-1)  # [B, k] probabilities, descending
+    drop = (top.cumsum(-1) - top) >= top_p  # [B, k]
+    out = torch.full_like(logits, float("-inf")).scatter(-1, idx, logits.gather(-1, idx).masked_fill(drop, float("-inf")))
+    short = top.sum(-1) < top_p  # [B] rows whose nucleus reaches past the candidates
+    if bool(short.any()):
+        out[short] = _nucleus_sorted(logits[short], top_p)
+    return out
+
+
 def sample_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
     """Pick one token per row. logits: [B, V] float32 -> [B] int64."""
     if cfg.temperature == 0:
@@ -114,12 +142,7 @@ def sample_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Gene
         kth = torch.topk(logits, min(cfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if cfg.top_p < 1.0:
-        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
-        probs = sorted_logits.softmax(-1)
-        # drop a token when the mass strictly before it already reaches top_p (always keeps the first)
-        drop = (probs.cumsum(-1) - probs) >= cfg.top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, sorted_idx, sorted_logits)
+        logits = nucleus(logits, cfg.top_p)
     # Inverse-CDF draw: torch.multinomial spends ~20 ms per call on a [16, 49152] CPU tensor in its
     # exponential sampler; one uniform per row and a search in the cumulative mass cost well under 1 ms.
     cdf = logits.softmax(-1).cumsum(-1)  # [B, V]
