@@ -194,6 +194,19 @@ def test_save_load_round_trip_and_shapes(arch, tmp_path, tiny_bert_dir, tiny_lla
     np.testing.assert_allclose(p, 1 / (1 + np.exp(-after.mean)))
 
 
+@pytest.mark.parametrize("pairing", ["separate", "cross"])
+def test_featurize_matches_one_pair_at_a_time(pairing, tiny_bert_dir):
+    """The batched caching path (a prompt encoded once per call, length-sorted batches) = the plain forward."""
+    bb = build("cost", tiny_bert_dir, pairing=pairing, dtype="float32").backbone
+    prompts = [PROMPTS[i % 2] for i in range(7)]
+    responses = [RESPONSES[i % 2][: 10 + 6 * i] for i in range(7)]
+    feats = bb.featurize(prompts, responses, batch_size=3)
+    with torch.no_grad():
+        one = torch.cat([bb([p], [r]) for p, r in zip(prompts, responses, strict=True)])
+    assert feats.shape == (7, bb.feature_dim)
+    torch.testing.assert_close(feats, one, atol=1e-5, rtol=1e-4)
+
+
 def test_layers_above_the_pooled_ones_are_dropped(tiny_bert_dir):
     model = build("reward", tiny_bert_dir, pool_layers=[1], pairing="cross")
     assert len(model.backbone.model.encoder.layer) == 1

@@ -236,21 +236,40 @@ class Backbone(nn.Module):
     @torch.no_grad()
     def featurize(self, prompts: Sequence[str | Sequence[Message]], responses: Sequence[str], *,
                   batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
-        """Features [N, feature_dim] (float32, CPU) in length-sorted batches: the inference / caching path."""
-        from tqdm.auto import tqdm
+        """Features [N, feature_dim] (float32, CPU) in length-sorted batches: the inference / caching path.
 
+        With ``pairing: separate`` every distinct prompt is encoded once for the whole call, not once per
+        batch: a preference pair and its prefix copies share one prompt, so this skips most prompt passes.
+        """
         was_training = self.training
         self.eval()
-        lengths = [len(r) + len(p if isinstance(p, str) else render_dialogue(p)) for p, r in zip(prompts, responses,
-                                                                                                  strict=True)]
-        order = sorted(range(len(responses)), key=lambda i: lengths[i])
-        out = torch.zeros(len(responses), self.feature_dim)
-        steps = range(0, len(order), batch_size)
-        for s in tqdm(steps, desc="features", disable=not progress, leave=False):
+        try:
+            if self.cfg.pairing == "cross" or self.arch == "causal":
+                return self._pooled([self.encode_pair(p, r) for p, r in zip(prompts, responses, strict=True)],
+                                    batch_size, device, progress, with_prompt=True)
+            keys = [render_dialogue(as_messages(p)) for p in prompts]
+            uniq = list(dict.fromkeys(keys))
+            where = {k: i for i, k in enumerate(uniq)}
+            rf = self._pooled([self.encode_single(r, False) for r in responses], batch_size, device, progress)
+            pf = self._pooled([self.encode_single(k, True) for k in uniq], batch_size, device, progress)
+            return torch.cat([rf, pf[torch.tensor([where[k] for k in keys], dtype=torch.long)]], dim=-1)
+        finally:
+            self.train(was_training)
+
+    def _pooled(self, encoded: Sequence[tuple[list[int], int]], batch_size: int, device: str | torch.device,
+                progress: bool, with_prompt: bool = False) -> torch.Tensor:
+        """Pooled features [N, D] of encoded inputs, run shortest first so each batch carries little padding."""
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        out: torch.Tensor | None = None
+        for s in tqdm(range(0, len(order), batch_size), desc="features", disable=not progress, leave=False):
             idx = order[s: s + batch_size]
-            out[idx] = self.forward([prompts[i] for i in idx], [responses[i] for i in idx]).float().cpu()
-        self.train(was_training)
-        return out
+            f = self.pool(self.collate([encoded[i] for i in idx], device), with_prompt=with_prompt).float().cpu()
+            if out is None:
+                out = torch.zeros(len(encoded), f.shape[-1])
+            out[idx] = f
+        return out if out is not None else torch.zeros(0, self.feature_dim)
 
 
 def auto_layers(arch: Arch, n_layers: int) -> list[int]:
