@@ -207,6 +207,33 @@ def test_featurize_matches_one_pair_at_a_time(pairing, tiny_bert_dir):
     torch.testing.assert_close(feats, one, atol=1e-5, rtol=1e-4)
 
 
+def test_head_loss_skips_absent_texts_without_changing_it(tiny_bert_dir):
+    """Scoring only present b / full texts gives the loss and gradients of scoring every row (absent ones masked)."""
+    from safealign.scoring.objective import LossWeights, RowTensors, row_loss
+    from safealign.scoring.train import _loss
+
+    model = build("cost", tiny_bert_dir)
+    model.severity = None
+    model.heads.eval()  # no dropout: both computations must see the same head function
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(9, model.backbone.feature_dim, generator=gen)
+    neg = torch.tensor([-1])
+    rows = RowTensors(a=torch.tensor([0, 1, 2, 3]), b=torch.tensor([4, -1, 5, -1]),
+                      sign_a=torch.tensor([-1.0, 1.0, 0.0, -1.0]), sign_b=torch.tensor([1.0, 0.0, 0.0, 0.0]),
+                      sev_a=neg.repeat(4), sev_b=neg.repeat(4), full_a=torch.tensor([-1, 6, 7, -1]),
+                      full_b=torch.tensor([-1, -1, 8, -1]), boot=torch.rand(4, 3, generator=gen) + 0.5)
+    w = LossWeights()
+    params = list(model.heads.parameters())
+    fast = _loss(model, "cost", feats, rows, w)
+    g_fast = torch.autograd.grad(fast, params)
+    every = {name: model.heads(feats[getattr(rows, name).clamp(min=0)]) for name in ("a", "b", "full_a", "full_b")}
+    ref = row_loss("cost", every, rows, w)
+    g_ref = torch.autograd.grad(ref, params)
+    torch.testing.assert_close(fast, ref)
+    for x, y in zip(g_fast, g_ref, strict=True):
+        torch.testing.assert_close(x, y)
+
+
 def test_layers_above_the_pooled_ones_are_dropped(tiny_bert_dir):
     model = build("reward", tiny_bert_dir, pool_layers=[1], pairing="cross")
     assert len(model.backbone.model.encoder.layer) == 1

@@ -225,15 +225,23 @@ def _head_params(model: ScoreModel) -> list[torch.nn.Parameter]:
 
 
 def _scores_for(model: ScoreModel, feats: torch.Tensor, rows: RowTensors) -> dict[str, torch.Tensor]:
-    """Head scores [R, K] of a, b, full_a, full_b for rows indexing into ``feats`` [U, D] (-1 -> row 0, masked)."""
+    """Head scores [R, K] of a, b, full_a, full_b for rows indexing into ``feats`` [U, D] (-1: absent, 0 there).
+
+    Only present texts go through the heads: single responses have no b and only prefix rows have full
+    texts, whose scores are detached targets, so they are computed without a graph.
+    """
     out: dict[str, torch.Tensor] = {}
-    for name, idx in (("a", rows.a), ("b", rows.b.clamp(min=0))):
-        out[name], var = model.heads.full(feats[idx])
-        if var is not None:
-            out[f"{name}_var"] = var
-    if bool((rows.full_a >= 0).any()):
-        out["full_a"] = model.heads(feats[rows.full_a.clamp(min=0)])
-        out["full_b"] = model.heads(feats[rows.full_b.clamp(min=0)])
+    k = model.meta.num_heads
+    for name, idx in (("a", rows.a), ("b", rows.b), ("full_a", rows.full_a), ("full_b", rows.full_b)):
+        target = name.startswith("full")
+        keep = idx >= 0  # [R]
+        if target and not bool((rows.full_a >= 0).any()):
+            continue
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not target):
+            mean, var = model.heads.full(feats[idx[keep]])  # [R', K] each (var: None unless heteroscedastic)
+        out[name] = torch.zeros(len(idx), k, dtype=mean.dtype).index_put((keep,), mean)
+        if var is not None and not target:
+            out[f"{name}_var"] = torch.ones(len(idx), k, dtype=var.dtype).index_put((keep,), var)
     return out
 
 
