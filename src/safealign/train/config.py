@@ -121,6 +121,13 @@ class AlignConfig(ConfigBase):
     gae_lambda: float = option(0.95, help="ppo: GAE lambda")
     value_clip: float = option(0.2, help="ppo: value clipping")
     score_clip: float = option(10.0, help="rewards and costs are clipped to +- this before use")
+    refusal_rule_cost: float = option(
+        0.0, help="rule-based cost floor: an answer to a prompt of the *harmful* training pool that does not open "
+                  "with a refusal costs at least this (0 = off). The cost model prices harm, so a harmless "
+                  "deflection passes it; this rule says the expected behaviour on known-harmful prompts is to refuse")
+    refusal_rule_reward: float = option(
+        0.0, help="its counterpart: a refusal of a prompt of the *benign* pools (look-alikes included) gets a reward "
+                  "of at most minus this (0 = off), so that refusing spreads less to safe requests")
     rollout_copy: bool = option(
         True, help="sample rollouts from a merged copy of the policy in the compute dtype (faster; one more "
                    "copy of the weights in memory)")

@@ -37,6 +37,7 @@ from safealign.train.rollout import (
     RolloutCopy,
     SequenceBatch,
     build_sequences,
+    refusal_rules,
     response_logprobs,
 )
 
@@ -174,6 +175,9 @@ class RLTrainer:
         reward = reward.clamp(-cfg.score_clip, cfg.score_clip)
         cost = cost.clamp(-cfg.score_clip, cfg.score_clip)
         group = torch.tensor([g.prompt_index for g in flat])
+        if cfg.refusal_rule_cost > 0 or cfg.refusal_rule_reward > 0:
+            reward, cost = refusal_rules(reward, cost, torch.tensor(is_harmful)[group], responses,
+                                         cfg.refusal_rule_cost, cfg.refusal_rule_reward)
         prompt_ids = self.engine.encode(prompts, sampling)
         batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
