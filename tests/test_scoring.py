@@ -347,11 +347,6 @@ def test_cli_builds_variant_config(tmp_path, monkeypatch):
     assert "pku-safe-unsafe" in cfg.data.pairs  # kind defaults fill an empty data section
     reward = build_config(build_parser().parse_args(["train-scorer", "reward"]))
     assert reward.data.pairs == ["hh-helpful"] and not reward.data.safe_responses
-    assert reward.data.prefixes_per_example == 1
-    # the policy's cost model scores finished responses; the process variant adds truncated copies
-    assert build_config(build_parser().parse_args(["train-scorer", "cost"])).data.prefixes_per_example == 0
-    process = build_config(build_parser().parse_args(["train-scorer", "cost", "--variant", "process"]))
-    assert process.data.prefixes_per_example == 1 and process.data.train_half == "a"
 
 
 def test_sampled_harmful_answers_are_labelled_by_refusal(tmp_path, monkeypatch):

@@ -19,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "metrics and writes metrics.json next to the checkpoint.")
     p.add_argument("kind", choices=["reward", "cost"], help="reward (helpfulness) or cost (harmlessness)")
     p.add_argument("--variant", choices=sorted(VARIANTS), default=None,
-                   help="apply a named variant (policy: data half a; judge: half b, another seed; process: half a "
-                        "with truncated-response copies, for guided decoding) and save it "
+                   help="apply a named variant (policy: data half a; judge: half b, another seed) and save it "
                         "where default_scorer() looks: $SAFEALIGN_HOME/scorers/<kind>-<variant>")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -31,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):  # -> ScorerTrainConfig
     """Default config of the kind <- YAML file <- variant overrides <- command-line options."""
     from safealign.scoring.hub import VARIANTS, scorer_dir
-    from safealign.scoring.train import KIND_DEFAULTS, ScorerTrainConfig
+    from safealign.scoring.train import ScorerTrainConfig
 
     cli = {k[len("cfg::"):]: v for k, v in vars(args).items() if k.startswith("cfg::")}
     if "kind" in cli and cli["kind"] != args.kind:
         raise ConfigError(f"--kind {cli['kind']} contradicts the positional kind '{args.kind}'")
-    over: dict = dict(KIND_DEFAULTS[args.kind])
+    over: dict = {}
     if args.variant:
         over |= {**VARIANTS[args.variant], "output": str(scorer_dir(args.kind, args.variant))}
     over |= {**cli, "kind": args.kind}

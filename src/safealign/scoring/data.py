@@ -114,7 +114,7 @@ class ScorerDataConfig(ConfigBase):
         default_factory=list, help="cost data only: harmful prompt datasets the prefill model answers freely (no "
                                    "opener); an answer is labelled unsafe unless it opens with a refusal. The "
                                    "policy's own failure mode, in its own words (on-policy red-teaming data)")
-    sampled_per_source: int = option(400, help="cost data only: training prompts answered per sampled_harmful "
+    sampled_per_source: int = option(200, help="cost data only: training prompts answered per sampled_harmful "
                                                "or sampled_benign dataset (an eighth of that for validation and test)")
     sampled_benign: list[str] = option(
         default_factory=list, help="cost data only: benign prompt datasets the prefill model answers freely, "

@@ -25,8 +25,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "policy": {"data.train_half": "a"},
     # The judge scores finished responses only: no prefix copies (half the trunk features to compute).
     "judge": {"data.train_half": "b", "train.seed": 1, "data.prefixes_per_example": 0},
-    # Trained on truncated responses too (process scoring): for guided decoding that scores partial answers.
-    "process": {"data.train_half": "a", "data.prefixes_per_example": 1},
     "full": {},
 }
 

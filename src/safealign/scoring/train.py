@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from safealign import hardware, paths
-from safealign.config import ConfigBase, merge_dotted, option, require, section
+from safealign.config import ConfigBase, option, require, section
 from safealign.scoring.backbones import Backbone, BackboneConfig
 from safealign.scoring.calibration import fit_scale
 from safealign.scoring.data import (
@@ -96,12 +96,6 @@ class OptimConfig(ConfigBase):
                 "feature_batch_size >= 1, threads >= 0, max_minutes >= 0")
 
 
-# Options whose default differs by kind (dotted keys). Prefix copies made the cost model read the prompt more
-# than the response: it flagged 45% of an aligned policy's clean refusals of harmful requests and 68% of the
-# base model's answers to XSTest's safe prompts (docs/scorers.md); the ``process`` variant keeps them.
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {"reward": {}, "cost": {"data.prefixes_per_example": 0}}
-
-
 @dataclasses.dataclass
 class ScorerTrainConfig(ConfigBase):
     """Options of ``safealign train-scorer``: what to train, on which data, and how."""
@@ -127,7 +121,7 @@ class ScorerTrainConfig(ConfigBase):
         """The shipped default for ``kind`` (``configs/scorer_<kind>.yaml`` mirrors it)."""
         if kind not in ("reward", "cost"):
             raise ValueError(f"kind must be reward or cost, got '{kind}'")
-        return cls.from_dict(merge_dotted({"kind": kind}, KIND_DEFAULTS[kind]), where=f"default {kind} scorer")
+        return cls(kind=kind)
 
     def output_dir(self) -> Path:
         return Path(self.output) if self.output else paths.home() / "scorers" / f"{self.kind}-custom"
