@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--base", type=Path, required=True, help="`safealign eval` output folder of the base model")
     ap.add_argument("--aligned", type=Path, required=True, help="`safealign eval` output folder of an aligned model")
     ap.add_argument("--scorers", nargs="+", default=["cost-policy", "cost-judge"],
-                    help="scorer directories or default names (cost-policy, cost-judge, cost-process)")
+                    help="scorer directories or default names (cost-policy, cost-judge)")
     args = ap.parse_args()
     runs = {"base": _answers(args.base), "aligned": _answers(args.aligned)}
     for name in args.scorers:

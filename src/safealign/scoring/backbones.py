@@ -223,38 +223,32 @@ class Backbone(nn.Module):
     def forward(self, prompts: Sequence[str | Sequence[Message]], responses: Sequence[str]) -> torch.Tensor:
         """Features [B, feature_dim] of (prompt, response) pairs, with gradients when the trunk trains."""
         device = next(self.model.parameters()).device
-        if self.cfg.pairing == "cross" or self.arch == "causal":
-            return self.pool(self.collate([self.encode_pair(p, r) for p, r in zip(prompts, responses, strict=True)],
-                                          device), with_prompt=True)
-        keys = [render_dialogue(as_messages(p)) for p in prompts]
-        uniq = list(dict.fromkeys(keys))
-        pf = self.pool(self.collate([self.encode_single(k, True) for k in uniq], device), with_prompt=False)
-        rf = self.pool(self.collate([self.encode_single(r, False) for r in responses], device), with_prompt=False)
-        where = {k: i for i, k in enumerate(uniq)}
-        return torch.cat([rf, pf[torch.tensor([where[k] for k in keys], device=device)]], dim=-1)
+        return self._features(prompts, responses, max(1, len(responses)), device, progress=False)
 
     @torch.no_grad()
     def featurize(self, prompts: Sequence[str | Sequence[Message]], responses: Sequence[str], *,
                   batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
-        """Features [N, feature_dim] (float32, CPU) in length-sorted batches: the inference / caching path.
-
-        With ``pairing: separate`` every distinct prompt is encoded once for the whole call, not once per
-        batch: a preference pair and its prefix copies share one prompt, so this skips most prompt passes.
-        """
+        """Features [N, feature_dim] (float32, CPU) in length-sorted batches: the inference / caching path."""
         was_training = self.training
         self.eval()
         try:
-            if self.cfg.pairing == "cross" or self.arch == "causal":
-                return self._pooled([self.encode_pair(p, r) for p, r in zip(prompts, responses, strict=True)],
-                                    batch_size, device, progress, with_prompt=True)
-            keys = [render_dialogue(as_messages(p)) for p in prompts]
-            uniq = list(dict.fromkeys(keys))
-            where = {k: i for i, k in enumerate(uniq)}
-            rf = self._pooled([self.encode_single(r, False) for r in responses], batch_size, device, progress)
-            pf = self._pooled([self.encode_single(k, True) for k in uniq], batch_size, device, progress)
-            return torch.cat([rf, pf[torch.tensor([where[k] for k in keys], dtype=torch.long)]], dim=-1)
+            return self._features(prompts, responses, batch_size, device, progress).cpu()
         finally:
             self.train(was_training)
+
+    def _features(self, prompts: Sequence[str | Sequence[Message]], responses: Sequence[str], batch_size: int,
+                  device: str | torch.device, progress: bool) -> torch.Tensor:
+        """Features [N, feature_dim] on ``device``. With ``pairing: separate`` every distinct prompt is encoded
+        once per call, not once per batch: a preference pair and its prefix copies share one prompt."""
+        if self.cfg.pairing == "cross" or self.arch == "causal":
+            return self._pooled([self.encode_pair(p, r) for p, r in zip(prompts, responses, strict=True)],
+                                batch_size, device, progress, with_prompt=True)
+        keys = [render_dialogue(as_messages(p)) for p in prompts]
+        uniq = list(dict.fromkeys(keys))
+        where = {k: i for i, k in enumerate(uniq)}
+        rf = self._pooled([self.encode_single(r, False) for r in responses], batch_size, device, progress)
+        pf = self._pooled([self.encode_single(k, True) for k in uniq], batch_size, device, progress)
+        return torch.cat([rf, pf[torch.tensor([where[k] for k in keys], device=pf.device)]], dim=-1)
 
     def _pooled(self, encoded: Sequence[tuple[list[int], int]], batch_size: int, device: str | torch.device,
                 progress: bool, with_prompt: bool = False) -> torch.Tensor:
@@ -265,11 +259,11 @@ class Backbone(nn.Module):
         out: torch.Tensor | None = None
         for s in tqdm(range(0, len(order), batch_size), desc="features", disable=not progress, leave=False):
             idx = order[s: s + batch_size]
-            f = self.pool(self.collate([encoded[i] for i in idx], device), with_prompt=with_prompt).float().cpu()
+            f = self.pool(self.collate([encoded[i] for i in idx], device), with_prompt=with_prompt).float()
             if out is None:
-                out = torch.zeros(len(encoded), f.shape[-1])
+                out = f.new_zeros(len(encoded), f.shape[-1])
             out[idx] = f
-        return out if out is not None else torch.zeros(0, self.feature_dim)
+        return out if out is not None else torch.zeros(0, self.feature_dim, device=device)
 
 
 def auto_layers(arch: Arch, n_layers: int) -> list[int]:
