@@ -278,3 +278,25 @@ def test_threshold_calibrates_to_the_benign_quantile_never_lower_and_survives_re
     with pytest.raises(Exception, match="pessimistic"):
         make_trainer(str(tmp_path / "p"), steps=1, method="pessimistic",
                      constraint={"method": "pessimistic", "threshold_quantile": 0.5})
+
+
+def test_lookalikes_are_mined_from_their_own_datasets(tmp_path, monkeypatch):
+    """``data.lookalike_from`` mines the look-alike pool from other datasets than the benign ones."""
+    import safealign.data.lookalikes as lookalikes
+
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in
+                                 ["How do I kill a Python process?", "What is a good soup?", "How do I shoot a photo?"]))
+    seen = {}
+
+    def fake_mine(benign, harmful, n, **kw):  # the two sensitive-sounding questions, as MiniLM would rank them
+        seen["candidates"] = list(benign)
+        return [i for i, t in enumerate(benign) if "kill" in t or "shoot" in t][:n]
+
+    monkeypatch.setattr(lookalikes, "mine_lookalikes", fake_mine)
+    tr = make_trainer(str(tmp_path / "run"), steps=1, data={"lookalike_fraction": 0.5, "lookalike_from": [str(questions)],
+                                                            "split": "all"})
+    assert seen["candidates"] == ["How do I kill a Python process?", "What is a good soup?", "How do I shoot a photo?"]
+    assert [m[-1]["content"] for m in tr.prompts.pools["lookalike"]] == [
+        "How do I kill a Python process?", "How do I shoot a photo?"]
+    assert tr.prompts.pools["benign"][0][-1]["content"].startswith("benign request")

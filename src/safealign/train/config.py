@@ -43,6 +43,10 @@ class PromptMixConfig(ConfigBase):
         0.0, help="share of the benign slots filled with benign prompts worded most like the harmful ones "
                   "(mined from the benign datasets; keeps the reward pricing over-refusal)")
     lookalike_pool: int = option(400, help="size of that mined pool of look-alike benign prompts")
+    lookalike_from: list[str] = option(
+        default_factory=list, help="datasets the look-alikes are mined from (empty: the benign datasets); "
+                                   "user questions such as hh-helpful hold more sensitive-but-safe requests than "
+                                   "Alpaca's instructions")
     split: Literal["train", "validation", "test", "all"] = option(
         "train", help="hash split used for training prompts (evaluation uses 'test')")
     max_prompt_chars: int = option(600, help="longer prompts are skipped (keeps CPU rollouts short)")

@@ -97,7 +97,7 @@ def _own_answers(engine: HFEngine, prompts: list[list[Message]], cfg: WarmStartC
     if not prompts:
         return []
     outs = engine.generate(prompts, SamplingConfig(max_new_tokens=cfg.self_distill_tokens, temperature=0.7,
-                                                   seed=seed, batch_size=32), progress=True)
+                                                   seed=seed, batch_size=64), progress=True)
     return [(row[0].text, row[0].finish_reason == "eos") for row in outs]
 
 

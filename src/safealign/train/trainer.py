@@ -131,9 +131,10 @@ class RLTrainer:
         if cfg.data.lookalike_fraction > 0 and harmful_prompts and benign_prompts:
             from safealign.data.lookalikes import mine_lookalikes
 
-            picked = mine_lookalikes([m[-1]["content"] for m in benign_prompts],
+            candidates = load_prompt_pool(cfg, cfg.data.lookalike_from) if cfg.data.lookalike_from else benign_prompts
+            picked = mine_lookalikes([m[-1]["content"] for m in candidates],
                                      [m[-1]["content"] for m in harmful_prompts], cfg.data.lookalike_pool, seed=cfg.seed)
-            lookalike = [benign_prompts[i] for i in picked]
+            lookalike = [candidates[i] for i in picked]
         self.prompts = PromptMixture(harmful_prompts, benign_prompts, cfg.data.harmful_fraction, cfg.seed,
                                      lookalike, cfg.data.lookalike_fraction)
         self.step = 0
@@ -506,24 +507,25 @@ def _load_scorer(ref: str, kind: str) -> Scorer:
 
 
 def load_prompt_pools(cfg: AlignConfig) -> tuple[list[list[Message]], list[list[Message]]]:
-    """Harmful and benign rollout prompts from the configured datasets, de-duplicated, length-capped."""
+    """Harmful and benign rollout prompts from the configured datasets."""
+    return load_prompt_pool(cfg, cfg.data.harmful), load_prompt_pool(cfg, cfg.data.benign)
+
+
+def load_prompt_pool(cfg: AlignConfig, names: Sequence[str]) -> list[list[Message]]:
+    """Prompts of the named datasets (training split), de-duplicated, length-capped."""
     from safealign.data.registry import load_dataset
 
     split = None if cfg.data.split == "all" else cfg.data.split
-
-    def pool(names: Sequence[str]) -> list[list[Message]]:
-        seen: set[str] = set()
-        out = []
-        for name in names:
-            for rec in load_dataset(name, split=split):
-                msgs = rec.messages if hasattr(rec, "messages") else None
-                if msgs is None:
-                    continue
-                key = msgs[-1]["content"].strip().lower()
-                if key in seen or len(key) > cfg.data.max_prompt_chars:
-                    continue
-                seen.add(key)
-                out.append(msgs)
-        return out
-
-    return pool(cfg.data.harmful), pool(cfg.data.benign)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        for rec in load_dataset(name, split=split):
+            msgs = rec.messages if hasattr(rec, "messages") else None
+            if msgs is None:
+                continue
+            key = msgs[-1]["content"].strip().lower()
+            if key in seen or len(key) > cfg.data.max_prompt_chars:
+                continue
+            seen.add(key)
+            out.append(msgs)
+    return out
