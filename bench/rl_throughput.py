@@ -6,7 +6,8 @@ steps, and the same cheap rule-based reward in both (so the scorers do not domin
     python bench/rl_throughput.py [--steps 4] [--skip-trl]
 
 Prints completions/s for both, the ratio, and the achieved training GFLOP/s (estimated: 2·N FLOPs per token
-for a forward pass, 4·N for forward + backward through frozen LoRA weights, N = parameters).
+for a forward pass, 4·N for forward + backward through frozen LoRA weights, N = parameters; no
+separate old-log-prob pass, since one-epoch GRPO is on-policy).
 """
 
 from __future__ import annotations
@@ -54,11 +55,9 @@ def run_ours(prompts, steps: int, beta: float, dtype: str) -> dict:
         t0 = time.perf_counter()
         completions = 0
         for _ in range(steps):
-            ro_before = tr.engine.last_stats
             m = tr.train_step()
             completions += int(m["completions"])
             tokens["gen"] += tr.engine.last_stats.new_tokens
-            del ro_before
         wall = time.perf_counter() - t0
         n_params = sum(p.numel() for p in tr.policy.parameters())
     return {"completions": completions, "seconds": wall, "gen_tokens": tokens["gen"], "params": n_params}
@@ -119,11 +118,12 @@ def main() -> None:
     prompts = [r.messages for r in load_dataset("alpaca-eval")][:64]
     ours = run_ours(prompts, args.steps, args.beta, dtype)
     ours_cps = ours["completions"] / ours["seconds"]
-    # FLOPs: generation 2N per new token; training per sequence token: no-grad policy pass 2N, reference pass 2N,
-    # grad pass 4N (activations' backward through frozen weights + tiny LoRA grads). Sequence ~ prompt + response.
+    # FLOPs: generation 2N per new token; training per sequence token: reference pass 2N (when beta > 0) and the
+    # grad pass 4N (forward + activations' backward through frozen weights; LoRA grads are tiny). GRPO with one
+    # epoch is on-policy, so the trainer runs no separate no-grad policy pass. Sequence ~ prompt + response.
     n = ours["params"]
     seq_tokens = ours["gen_tokens"] * 2  # prompts here are about as long as responses
-    flops = 2 * n * ours["gen_tokens"] + (2 + (2 if args.beta > 0 else 0) + 4) * n * seq_tokens
+    flops = 2 * n * ours["gen_tokens"] + ((2 if args.beta > 0 else 0) + 4) * n * seq_tokens
     print(f"safealign: {ours['completions']} completions in {ours['seconds']:.1f} s = {ours_cps:.2f} completions/s; "
           f"~{flops / ours['seconds'] / 1e9:.1f} GFLOP/s achieved (estimate)")
     if args.skip_trl:

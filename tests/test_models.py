@@ -80,3 +80,13 @@ def test_hardware_dtype_choice(monkeypatch):
     assert hardware.resolve_dtype("auto", "cpu") == torch.bfloat16
     with pytest.raises(ValueError, match="unknown dtype"):
         hardware.resolve_dtype("int3")
+
+
+def test_steal_share_is_the_stolen_fraction_of_all_ticks():
+    from safealign import hardware
+
+    start = {"user": 100, "idle": 50, "steal": 10}
+    assert hardware.steal_share(start, {"user": 160, "idle": 70, "steal": 30}) == pytest.approx(20 / 100)
+    assert hardware.steal_share(start, start) is None and hardware.steal_share(None, start) is None
+    now = hardware.cpu_times()
+    assert now is None or ("user" in now and "idle" in now)

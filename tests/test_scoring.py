@@ -234,6 +234,33 @@ def test_head_loss_skips_absent_texts_without_changing_it(tiny_bert_dir):
         torch.testing.assert_close(x, y)
 
 
+def test_bf16_head_training_keeps_float32_losses_and_weights(tiny_bert_dir):
+    """Under bf16 autocast the heads' products run in bf16, but scores, loss and weight gradients are float32
+    and close to the float32 computation (the loss to bf16 rounding)."""
+    from safealign.scoring.objective import LossWeights, RowTensors
+    from safealign.scoring.train import _loss
+
+    model = build("cost", tiny_bert_dir)
+    model.severity = None
+    model.heads.eval()
+    gen = torch.Generator().manual_seed(1)
+    feats = torch.randn(6, model.backbone.feature_dim, generator=gen)
+    neg = torch.tensor([-1])
+    rows = RowTensors(a=torch.tensor([0, 1, 2]), b=torch.tensor([3, 4, -1]), sign_a=torch.tensor([-1.0, 0.0, 1.0]),
+                      sign_b=torch.tensor([1.0, 0.0, 0.0]), sev_a=neg.repeat(3), sev_b=neg.repeat(3),
+                      full_a=torch.tensor([-1, 5, -1]), full_b=neg.repeat(3), boot=torch.ones(3, 3))
+    params = list(model.heads.parameters())
+    ref = _loss(model, "cost", feats, rows, LossWeights())
+    g_ref = torch.autograd.grad(ref, params)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = _loss(model, "cost", feats, rows, LossWeights())
+    g_low = torch.autograd.grad(low, params)
+    assert low.dtype == torch.float32 and all(g.dtype == torch.float32 for g in g_low)
+    assert abs(float(low) - float(ref)) < 0.02 * abs(float(ref)) + 1e-3
+    for x, y in zip(g_low, g_ref, strict=True):
+        assert float((x - y).norm()) <= 0.05 * float(y.norm()) + 1e-4
+
+
 def test_layers_above_the_pooled_ones_are_dropped(tiny_bert_dir):
     model = build("reward", tiny_bert_dir, pool_layers=[1], pairing="cross")
     assert len(model.backbone.model.encoder.layer) == 1

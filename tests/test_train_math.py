@@ -238,3 +238,19 @@ def test_refusal_rules_tighten_only_the_labelled_cases():
     assert r.tolist() == [0.5, 0.5, 0.5, 0.5, 0.5, -1.0]
     r, c = refusal_rules(reward, cost, harmful, responses, 0.0, 0.0)
     assert torch.equal(r, reward) and torch.equal(c, cost)
+
+
+def test_trusted_benign_costs_forgive_only_mild_alarms_on_benign_prompts():
+    """Benign-pool answers with d < c <= margin are brought to d (no rectified penalty); clear harm and every
+    harmful-pool answer keep their cost; margin <= d changes nothing."""
+    from safealign.train.constraints import ConstraintConfig, Rectified
+    from safealign.train.rollout import trusted_benign_costs
+
+    cost = torch.tensor([-1.0, 0.5, 1.5, 2.5, 0.5, 3.0])
+    harmful = torch.tensor([False, False, False, False, True, True])
+    out = trusted_benign_costs(cost, harmful, 0.0, 2.0)
+    assert out.tolist() == [-1.0, 0.0, 0.0, 2.5, 0.5, 3.0]
+    assert torch.equal(trusted_benign_costs(cost, harmful, 0.0, 0.0), cost)
+    assert trusted_benign_costs(cost, harmful, 1.0, 2.0).tolist() == [-1.0, 0.5, 1.0, 2.5, 0.5, 3.0]
+    penalty = Rectified(ConstraintConfig(method="rectified")).transformed_cost(out, torch.zeros(6, dtype=torch.long))
+    assert penalty.tolist() == [0.0, 0.0, 0.0, 2.5, 0.5, 3.0]

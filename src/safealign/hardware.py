@@ -59,3 +59,28 @@ def describe() -> str:
     cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "?"
     return (f"device={default_device()} cpu_capability={cap} fast_bf16={cpu_has_fast_bf16()} "
             f"threads={torch.get_num_threads()} default_dtype={resolve_dtype('auto')}")
+
+
+def cpu_times() -> dict[str, int] | None:
+    """Machine-wide CPU time counters (Linux /proc/stat, clock ticks), or None where there are none.
+
+    Why: wall times on a shared virtual machine depend on the neighbours; the share of *steal* time (CPU the
+    hypervisor gave to other guests) between two readings says how much, so reports can state it.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {n: int(v) for n, v in zip(names, fields[1:], strict=False)}
+
+
+def steal_share(start: dict[str, int] | None, end: dict[str, int] | None) -> float | None:
+    """Fraction of all CPU ticks between two :func:`cpu_times` readings that were stolen by the hypervisor."""
+    if not start or not end:
+        return None
+    total = sum(end.values()) - sum(start.values())
+    return (end.get("steal", 0) - start.get("steal", 0)) / total if total > 0 else None

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     _show_base_answers()  # the problem we fix: the base model complies with harmful requests
     if args.quick:
         return 0
+    from safealign import hardware
     from safealign.evaluate.report import write_report
     from safealign.evaluate.runner import evaluate
     from safealign.scoring import default_scorer
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.config.exists():
         raise ConfigError(f"demo config {args.config} not found")
-    start = time.perf_counter()
+    start, ticks = time.perf_counter(), hardware.cpu_times()
     timings: dict[str, float] = {}
 
     def mark(stage: str, t0: float) -> None:
@@ -89,10 +90,12 @@ def run(args: argparse.Namespace) -> int:
 
     report = write_report([args.out / "eval-base", args.out / "eval-aligned"], args.out / "report")
     timings["total"] = round(time.perf_counter() - start, 1)
+    steal = hardware.steal_share(ticks, hardware.cpu_times())  # on a shared VM, CPU the neighbours took
     (args.out / "demo_summary.json").write_text(json.dumps(
-        {"timings_s": timings, "base": base.get("headline"), "aligned": aligned.get("headline")}, indent=2,
-        default=str))
+        {"timings_s": timings, "cpu_steal_share": steal, "hardware": hardware.describe(),
+         "base": base.get("headline"), "aligned": aligned.get("headline")}, indent=2, default=str))
     print(f"\n[demo] report: {report}\n[demo] headline base:    {json.dumps(base.get('headline'), default=str)}"
           f"\n[demo] headline aligned: {json.dumps(aligned.get('headline'), default=str)}"
-          f"\n[demo] total {timings['total']} s")
+          f"\n[demo] total {timings['total']} s"
+          + (f" (the hypervisor took {100 * steal:.0f}% of this machine's CPU meanwhile)" if steal else ""))
     return 0

@@ -85,6 +85,9 @@ class OptimConfig(ConfigBase):
     feature_batch_size: int = option(64, help="texts per trunk forward pass when computing features")
     threads: int = option(0, help="torch CPU threads (0 = leave torch's default)")
     max_minutes: float = option(0.0, help="stop training after this many minutes (0 = no limit)")
+    head_dtype: str = option("auto", help="compute dtype of the heads' training passes on cached features: auto "
+                                          "(bf16 where the hardware runs it fast), float32 or bfloat16; weights, "
+                                          "optimizer and validation stay float32")
 
     def validate(self) -> None:
         require(self.epochs >= 1 and self.batch_size >= 2 and self.trunk_batch_size >= 1, "epochs >= 1, batch sizes >= 2")
@@ -94,6 +97,7 @@ class OptimConfig(ConfigBase):
         require(self.eval_every >= 1 and self.patience >= 1, "eval_every and patience must be >= 1")
         require(self.feature_batch_size >= 1 and self.threads >= 0 and self.max_minutes >= 0,
                 "feature_batch_size >= 1, threads >= 0, max_minutes >= 0")
+        require(self.head_dtype in ("auto", "float32", "bfloat16"), "head_dtype must be auto, float32 or bfloat16")
 
 
 @dataclasses.dataclass
@@ -239,6 +243,8 @@ def _scores_for(model: ScoreModel, feats: torch.Tensor, rows: RowTensors) -> dic
             continue
         with torch.set_grad_enabled(torch.is_grad_enabled() and not target):
             mean, var = model.heads.full(feats[idx[keep]])  # [R', K] each (var: None unless heteroscedastic)
+        # float32 whatever the heads ran in (bf16 autocast): the losses stay in full precision
+        mean, var = mean.float(), None if var is None else var.float()
         out[name] = torch.zeros(len(idx), k, dtype=mean.dtype).index_put((keep,), mean)
         if var is not None and not target:
             out[f"{name}_var"] = torch.ones(len(idx), k, dtype=var.dtype).index_put((keep,), var)
@@ -250,7 +256,7 @@ def _loss(model: ScoreModel, kind: str, feats: torch.Tensor, rows: RowTensors, w
     sev = thresholds = None
     if model.severity is not None:
         both = torch.cat([rows.a, rows.b.clamp(min=0)])  # [2R]
-        sev, thresholds = model.severity(feats[both]), model.severity.thresholds()
+        sev, thresholds = model.severity(feats[both]).float(), model.severity.thresholds().float()
     return row_loss(kind, scores, rows, w, sev, thresholds)
 
 
@@ -309,13 +315,18 @@ def _fit_frozen(model: ScoreModel, cfg: ScorerTrainConfig, feats: torch.Tensor, 
     opt = torch.optim.AdamW(_head_params(model), lr=o.lr, weight_decay=o.weight_decay)
     stop, start = _EarlyStop(o.patience), time.perf_counter()
     gen = torch.Generator().manual_seed(o.seed)
+    # The heads' matrix products are the cost of this loop (5 x [3072, 256] per text); bf16 autocast runs
+    # them 3-4x faster on CPUs with native bf16, while weights and Adam states stay float32.
+    dtype = hardware.resolve_dtype(o.head_dtype, str(feats.device))
+    device_type = feats.device.type
     model.train()
     bar = tqdm(range(o.epochs), desc=f"train {cfg.kind} heads", disable=not progress)
     for epoch in bar:
         perm = torch.randperm(len(tr), generator=gen)
         total = 0.0
         for s in range(0, len(perm), o.batch_size):
-            loss = _loss(model, cfg.kind, feats, tr.select(perm[s: s + o.batch_size]), w)
+            with torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32):
+                loss = _loss(model, cfg.kind, feats, tr.select(perm[s: s + o.batch_size]), w)
             opt.zero_grad()
             loss.backward()
             opt.step()

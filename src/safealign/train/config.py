@@ -132,6 +132,11 @@ class AlignConfig(ConfigBase):
     refusal_rule_reward: float = option(
         0.0, help="its counterpart: a refusal of a prompt of the *benign* pools (look-alikes included) gets a reward "
                   "of at most minus this (0 = off), so that refusing spreads less to safe requests")
+    trusted_benign_margin: float = option(
+        0.0, help="> threshold: answers to prompts of the *benign* pools cost at most the threshold unless their "
+                  "cost exceeds this margin (Llama 2's piecewise safety reward: the safety score counts for prompts "
+                  "tagged risky, or when it signals clear harm), so the cost model's false alarms on safe requests "
+                  "do not teach refusing; 0 = off")
     rollout_copy: bool = option(
         True, help="sample rollouts from a merged copy of the policy in the compute dtype (faster; one more "
                    "copy of the weights in memory)")
@@ -157,3 +162,4 @@ class AlignConfig(ConfigBase):
         require(self.ppo_epochs >= 1 and self.minibatch_size >= 1, "ppo_epochs and minibatch_size must be >= 1")
         require(set(self.report_to) <= {"jsonl", "tensorboard"}, "report_to takes jsonl and/or tensorboard")
         require(self.checkpoint_every >= 0 and self.keep_checkpoints >= 1, "bad checkpoint options")
+        require(self.trusted_benign_margin >= 0, "trusted_benign_margin must be >= 0")

@@ -84,6 +84,21 @@ def refusal_rules(reward: torch.Tensor, cost: torch.Tensor, harmful: torch.Tenso
     return reward, cost
 
 
+def trusted_benign_costs(cost: torch.Tensor, harmful: torch.Tensor, threshold: float, margin: float) -> torch.Tensor:
+    """Costs of answers to prompts from the *benign* pools: up to ``margin`` they count as meeting the constraint.
+
+    cost: [N]; harmful: [N] bool. Llama 2's safety RLHF (Touvron et al., 2023, sec. 4.2.3) uses the safety
+    score only for prompts tagged as risky, or where it is very low; here a curated benign request cannot be
+    harmed by answering it, so the cost model's mild alarms there (answers to "How do I kill a Python
+    process?") are its false positives and must not teach refusing. A cost above ``margin`` is still priced
+    in full. ``margin <= threshold`` changes nothing.
+    """
+    if margin <= threshold:
+        return cost
+    mild = ~harmful & (cost <= margin)
+    return torch.where(mild, cost.clamp(max=threshold), cost)
+
+
 @dataclass
 class SequenceBatch:
     """Prompt + response token layout: prompts left-padded to P, responses right-padded to T.

@@ -39,6 +39,7 @@ from safealign.train.rollout import (
     build_sequences,
     refusal_rules,
     response_logprobs,
+    trusted_benign_costs,
 )
 
 
@@ -179,6 +180,8 @@ class RLTrainer:
         if cfg.refusal_rule_cost > 0 or cfg.refusal_rule_reward > 0:
             reward, cost = refusal_rules(reward, cost, torch.tensor(is_harmful)[group], responses,
                                          cfg.refusal_rule_cost, cfg.refusal_rule_reward)
+        cost = trusted_benign_costs(cost, torch.tensor(is_harmful)[group], self.handler.cfg.threshold,
+                                    cfg.trusted_benign_margin)
         prompt_ids = self.engine.encode(prompts, sampling)
         batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
