@@ -9,10 +9,12 @@ prompts. Only training splits go in, so no evaluation prompt is ever mined.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -24,6 +26,15 @@ def rank_lookalikes(benign_emb: torch.Tensor, harmful_emb: torch.Tensor, k: int 
     sims = benign_emb @ harmful_emb.T  # [B, M] cosine similarities
     score = sims.topk(min(k, sims.shape[1]), dim=1).values.mean(1)  # [B]
     return score.argsort(descending=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(name: str) -> Any:
+    """One loaded encoder per process: the warm start and the RL prompt pool both mine look-alikes."""
+    from safealign.evaluate.judges import TextEncoder
+
+    # fp32: the ranking (and so the cached answer) must not depend on whether the host runs bf16 fast
+    return TextEncoder(name, max_length=64, batch_size=128, dtype="float32", device="cpu")
 
 
 def mine_lookalikes(benign: Sequence[str], harmful: Sequence[str], n: int, *, candidates: int = 3000,
@@ -43,10 +54,7 @@ def mine_lookalikes(benign: Sequence[str], harmful: Sequence[str], n: int, *, ca
     path = paths.home() / "cache" / "lookalikes" / f"{key}.json"
     if cache and path.exists():
         return json.loads(path.read_text())
-    from safealign.evaluate.judges import TextEncoder
-
-    # fp32: the ranking (and so the cached answer) must not depend on whether the host runs bf16 fast
-    enc = TextEncoder(encoder, max_length=64, batch_size=128, dtype="float32", device="cpu")
+    enc = _encoder(encoder)
     order = rank_lookalikes(torch.from_numpy(enc.encode([benign[i] for i in b_idx])),
                             torch.from_numpy(enc.encode(h_texts)), k)
     picked = [b_idx[int(j)] for j in order[:n]]

@@ -55,6 +55,10 @@ class PromptMixture:
         prompts = self._take("harmful", n_h) + self._take("lookalike", n_l) + self._take("benign", n - n_h - n_l)
         return prompts, [True] * n_h + [False] * (n - n_h)
 
+    def benign_for_calibration(self) -> list[list[Message]]:
+        """The benign prompts most likely to be answered above d: the look-alikes, else all benign ones."""
+        return self.pools["lookalike"] or self.pools["benign"]
+
     def state_dict(self) -> dict[str, Any]:
         return {"cursor": dict(self.cursor)}
 

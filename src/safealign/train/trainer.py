@@ -51,6 +51,10 @@ class NonFiniteStep(RuntimeError):
     """One step produced non-finite scores, loss or gradients; it is skipped, weights untouched."""
 
 
+# Fewer answers than this give no usable quantile: calibrate on every answer, refusals included.
+MIN_CALIBRATION_ANSWERS = 8
+
+
 class RLTrainer:
     """Maximise reward subject to the configured cost constraint.
 
@@ -366,7 +370,7 @@ class RLTrainer:
         should sit for this policy; d only ever rises (the configured d stays the floor).
         """
         c = self.cfg.constraint
-        pool = self.prompts.pools["lookalike"] or self.prompts.pools["benign"]
+        pool = self.prompts.benign_for_calibration()
         if not pool:
             raise ConfigError("constraint.threshold_quantile needs benign prompts (data.benign) to calibrate on")
         prompts = random.Random(self.cfg.seed + 1).sample(pool, min(c.threshold_prompts, len(pool)))
@@ -377,7 +381,7 @@ class RLTrainer:
         # Refusals are safe but say nothing about where answers sit (a warm-started policy refuses some
         # look-alikes): calibrate on the answers, or on everything when too few remain.
         keep = [i for i, t in enumerate(texts) if not looks_like_refusal(t)]
-        if len(keep) < 8:
+        if len(keep) < MIN_CALIBRATION_ANSWERS:
             keep = list(range(len(texts)))
         cost = np.asarray(self.cost_scorer.score([prompts[i] for i in keep], [texts[i] for i in keep]).mean,
                           dtype=np.float64)  # [K]
