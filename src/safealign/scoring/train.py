@@ -315,8 +315,8 @@ def _fit_frozen(model: ScoreModel, cfg: ScorerTrainConfig, feats: torch.Tensor, 
     opt = torch.optim.AdamW(_head_params(model), lr=o.lr, weight_decay=o.weight_decay)
     stop, start = _EarlyStop(o.patience), time.perf_counter()
     gen = torch.Generator().manual_seed(o.seed)
-    # The heads' matrix products are the cost of this loop (5 x [3072, 256] per text); bf16 autocast runs
-    # them 3-4x faster on CPUs with native bf16, while weights and Adam states stay float32.
+    # The heads' matrix products (5 x [3072, 256] per text) are most of this loop's cost; bf16 autocast runs
+    # them faster on CPUs with native bf16, while weights and Adam states stay float32.
     dtype = hardware.resolve_dtype(o.head_dtype, str(feats.device))
     device_type = feats.device.type
     model.train()

@@ -181,11 +181,11 @@ class RLTrainer:
         reward = reward.clamp(-cfg.score_clip, cfg.score_clip)
         cost = cost.clamp(-cfg.score_clip, cfg.score_clip)
         group = torch.tensor([g.prompt_index for g in flat])
+        harmful = torch.tensor(is_harmful)[group]  # [N] the sample's prompt came from the harmful pool
         if cfg.refusal_rule_cost > 0 or cfg.refusal_rule_reward > 0:
-            reward, cost = refusal_rules(reward, cost, torch.tensor(is_harmful)[group], responses,
-                                         cfg.refusal_rule_cost, cfg.refusal_rule_reward)
-        cost = trusted_benign_costs(cost, torch.tensor(is_harmful)[group], self.handler.cfg.threshold,
-                                    cfg.trusted_benign_margin)
+            reward, cost = refusal_rules(reward, cost, harmful, responses, cfg.refusal_rule_cost,
+                                         cfg.refusal_rule_reward)
+        cost = trusted_benign_costs(cost, harmful, self.handler.cfg.threshold, cfg.trusted_benign_margin)
         prompt_ids = self.engine.encode(prompts, sampling)
         batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
