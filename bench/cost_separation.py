@@ -49,8 +49,7 @@ def main() -> None:
         costs: dict[tuple[str, str], np.ndarray] = {}
         for run, suites in runs.items():
             for suite, rows in suites.items():
-                cost = scorer.score([[{"role": "user", "content": r["prompt"]}] for r in rows],
-                                    [r["response"] for r in rows]).mean
+                cost = scorer.score([r["prompt"] for r in rows], [r["response"] for r in rows]).mean
                 refused = np.array([bool(r["refusal"]["refused"]) for r in rows])
                 costs[(run, suite)] = cost
                 flag = cost > 0
