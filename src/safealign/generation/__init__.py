@@ -1,6 +1,7 @@
 """Batched sampling engines (transformers everywhere, vLLM where installed)."""
 
 from safealign.generation.engine import (
+    OFFLINE_BATCH_SIZE,
     Engine,
     Generation,
     HFEngine,
@@ -9,4 +10,4 @@ from safealign.generation.engine import (
     render_prompt,
 )
 
-__all__ = ["Engine", "Generation", "HFEngine", "SamplingConfig", "build_engine", "render_prompt"]
+__all__ = ["OFFLINE_BATCH_SIZE", "Engine", "Generation", "HFEngine", "SamplingConfig", "build_engine", "render_prompt"]

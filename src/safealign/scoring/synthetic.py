@@ -21,13 +21,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from safealign import paths
+from safealign.generation.engine import OFFLINE_BATCH_SIZE
 from safealign.scoring.data import Example, int_seed, opener_for
 
 log = logging.getLogger("safealign.scoring")
 
 
 def prefilled_responses(rows: Sequence[Example], templates: Sequence[str], *, model: str, max_new_tokens: int,
-                        seed: str, batch_size: int = 64) -> list[str]:
+                        seed: str, batch_size: int = OFFLINE_BATCH_SIZE) -> list[str]:
     """Opener + the model's continuation for each row's instruction (cached by everything that shapes it).
 
     No templates: the model answers freely (its own sampled answer, no opener).
@@ -61,7 +62,7 @@ def prefill_engine(model: str) -> Any:
 
 
 def prefilled_compliance(rows: Sequence[Example], templates: Sequence[str], *, model: str, max_new_tokens: int,
-                         seed: str, source: str, batch_size: int = 64) -> list[Example]:
+                         seed: str, source: str, batch_size: int = OFFLINE_BATCH_SIZE) -> list[Example]:
     """For each (harmful instruction, refusal) row: a pair (refusal safer than prefilled compliance).
 
     Results are cached under ``$SAFEALIGN_HOME/cache/scorer-data`` keyed by everything that shapes them,

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from safealign import hardware
 from safealign.data.records import Message
-from safealign.generation import HFEngine, SamplingConfig, render_prompt
+from safealign.generation import OFFLINE_BATCH_SIZE, HFEngine, SamplingConfig, render_prompt
 from safealign.train.config import WarmStartConfig
 from safealign.train.rollout import SequenceBatch, build_sequences, response_logprobs
 
@@ -97,7 +97,7 @@ def _own_answers(engine: HFEngine, prompts: list[list[Message]], cfg: WarmStartC
     if not prompts:
         return []
     outs = engine.generate(prompts, SamplingConfig(max_new_tokens=cfg.self_distill_tokens, temperature=0.7,
-                                                   seed=seed, batch_size=64), progress=True)
+                                                   seed=seed, batch_size=OFFLINE_BATCH_SIZE), progress=True)
     return [(row[0].text, row[0].finish_reason == "eos") for row in outs]
 
 
