@@ -300,3 +300,34 @@ def test_lookalikes_are_mined_from_their_own_datasets(tmp_path, monkeypatch):
     assert [m[-1]["content"] for m in tr.prompts.pools["lookalike"]] == [
         "How do I kill a Python process?", "How do I shoot a photo?"]
     assert tr.prompts.pools["benign"][0][-1]["content"].startswith("benign request")
+
+
+def test_rl_start_does_not_depend_on_whether_the_warm_start_was_cached(tmp_path, monkeypatch, smol_tokenizer):
+    """A warm start trained in-process draws random numbers; a cached one does not. The RL run must not care:
+    ``make demo`` (which trains it) and a later ``safealign align`` (which finds it cached) start alike."""
+    import safealign.train.sft as sft
+    from safealign.train.config import AlignConfig
+    from safealign.train.trainer import RLTrainer
+    from tests.conftest import make_tiny_llama
+    from tests.fake_scorers import LengthScorer
+
+    model_dir = tmp_path / "warm"
+    make_tiny_llama(smol_tokenizer).save_pretrained(model_dir, safe_serialization=True)
+    smol_tokenizer.save_pretrained(model_dir)
+
+    def adapter_after(draws: int) -> dict[str, torch.Tensor]:
+        def fake_warmstart(*args, **kw):  # stands in for training (draws) or finding the cache (no draws)
+            torch.rand(draws)
+            return str(model_dir)
+
+        monkeypatch.setattr(sft, "warmstarted_model", fake_warmstart)
+        cfg = AlignConfig.from_dict({"out_dir": str(tmp_path / f"run{draws}"), "model": str(model_dir), "steps": 0,
+                                     "dtype": "float32", "warmstart": {"enabled": True}})
+        tr = RLTrainer(cfg, tokenizer=None, reward_scorer=LengthScorer("reward", 1.0),
+                       cost_scorer=LengthScorer("cost", -1.0, 15.0), harmful_prompts=[[{"role": "user", "content": "a"}]],
+                       benign_prompts=[[{"role": "user", "content": "b"}]], log=lambda s: None)
+        return {k: v.detach().clone() for k, v in tr.policy.named_parameters() if "lora_A" in k}
+
+    cached, trained = adapter_after(0), adapter_after(1000)
+    assert cached and cached.keys() == trained.keys()
+    assert all(torch.equal(cached[k], trained[k]) for k in cached)

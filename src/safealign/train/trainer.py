@@ -104,6 +104,9 @@ class RLTrainer:
         policy = contiguous_lm_head_input(policy)
         self.tokenizer = tokenizer
         self.ref_model = None
+        # Again, now: a warm start trained in this process draws random numbers that a cached one does not, and
+        # the adapter's initialisation (and all sampling below) must not depend on which of the two happened.
+        _seed_everything(cfg.seed)
         if cfg.lora.enabled:
             from peft import LoraConfig as PeftLoraConfig
             from peft import get_peft_model
