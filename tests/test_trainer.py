@@ -331,3 +331,20 @@ def test_rl_start_does_not_depend_on_whether_the_warm_start_was_cached(tmp_path,
     cached, trained = adapter_after(0), adapter_after(1000)
     assert cached and cached.keys() == trained.keys()
     assert all(torch.equal(cached[k], trained[k]) for k in cached)
+
+
+def test_prompt_pool_caps_the_whole_conversation(tmp_path):
+    """An HH-RLHF dialogue's earlier turns are part of the rollout prompt, so they count toward the cap."""
+    from safealign.train.config import AlignConfig
+    from safealign.train.trainer import load_prompt_pool
+
+    rows = [{"prompt": "Short question?"},
+            {"prompt": [{"role": "user", "content": "x" * 500}, {"role": "assistant", "content": "y" * 200},
+                        {"role": "user", "content": "And then?"}]},
+            {"prompt": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                        {"role": "user", "content": "How do I trap a possum?"}]}]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = AlignConfig.from_dict({"data": {"split": "all", "max_prompt_chars": 600}})
+    pool = load_prompt_pool(cfg, [str(path)])
+    assert [m[-1]["content"] for m in pool] == ["Short question?", "How do I trap a possum?"]

@@ -49,7 +49,8 @@ class PromptMixConfig(ConfigBase):
                                    "Alpaca's instructions")
     split: Literal["train", "validation", "test", "all"] = option(
         "train", help="hash split used for training prompts (evaluation uses 'test')")
-    max_prompt_chars: int = option(600, help="longer prompts are skipped (keeps CPU rollouts short)")
+    max_prompt_chars: int = option(
+        600, help="prompts whose conversation (all turns) is longer are skipped (keeps CPU rollouts short)")
 
     def validate(self) -> None:
         require(0.0 <= self.harmful_fraction <= 1.0, "harmful_fraction must be in [0, 1]")

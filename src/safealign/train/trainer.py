@@ -534,7 +534,8 @@ def load_prompt_pool(cfg: AlignConfig, names: Sequence[str]) -> list[list[Messag
             if msgs is None:
                 continue
             key = msgs[-1]["content"].strip().lower()
-            if key in seen or len(key) > cfg.data.max_prompt_chars:
+            # the whole conversation: an HH-RLHF dialogue's earlier turns are part of every rollout's prompt
+            if key in seen or sum(len(m["content"]) for m in msgs) > cfg.data.max_prompt_chars:
                 continue
             seen.add(key)
             out.append(msgs)
