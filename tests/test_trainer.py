@@ -333,11 +333,8 @@ def test_rl_start_does_not_depend_on_whether_the_warm_start_was_cached(tmp_path,
     assert all(torch.equal(cached[k], trained[k]) for k in cached)
 
 
-def test_prompt_pool_caps_the_whole_conversation(tmp_path):
-    """An HH-RLHF dialogue's earlier turns are part of the rollout prompt, so they count toward the cap."""
-    from safealign.train.config import AlignConfig
-    from safealign.train.trainer import load_prompt_pool
-
+def _capped_dialogues(tmp_path):
+    """A prompts file: one short question, one long dialogue with a short last turn, one short dialogue."""
     rows = [{"prompt": "Short question?"},
             {"prompt": [{"role": "user", "content": "x" * 500}, {"role": "assistant", "content": "y" * 200},
                         {"role": "user", "content": "And then?"}]},
@@ -345,6 +342,26 @@ def test_prompt_pool_caps_the_whole_conversation(tmp_path):
                         {"role": "user", "content": "How do I trap a possum?"}]}]
     path = tmp_path / "prompts.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_prompt_pool_caps_the_whole_conversation(tmp_path):
+    """An HH-RLHF dialogue's earlier turns are part of the rollout prompt, so they count toward the cap."""
+    from safealign.train.config import AlignConfig
+    from safealign.train.trainer import load_prompt_pool
+
     cfg = AlignConfig.from_dict({"data": {"split": "all", "max_prompt_chars": 600}})
-    pool = load_prompt_pool(cfg, [str(path)])
+    pool = load_prompt_pool(cfg, [str(_capped_dialogues(tmp_path))])
     assert [m[-1]["content"] for m in pool] == ["Short question?", "How do I trap a possum?"]
+
+
+def test_warmstart_questions_cap_the_whole_conversation(tmp_path):
+    """The warm start's benign questions use the same cap as the RL pools (all turns count)."""
+    import random
+
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import _benign_prompts
+
+    cfg = WarmStartConfig(self_distill=0, questions=10, questions_data=str(_capped_dialogues(tmp_path)))
+    prompts = _benign_prompts(cfg, random.Random(0), 0, None, [], max_prompt_chars=600)
+    assert sorted(m[-1]["content"] for m in prompts) == ["How do I trap a possum?", "Short question?"]

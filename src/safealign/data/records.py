@@ -19,6 +19,11 @@ def user_prompt(text: str) -> list[Message]:
     return [{"role": "user", "content": text}]
 
 
+def conversation_chars(messages: list[Message]) -> int:
+    """Characters of every turn: what a rollout re-reads, where ``prompt_text`` is only the last user turn."""
+    return sum(len(m["content"]) for m in messages)
+
+
 def prompt_text(messages: list[Message]) -> str:
     """The last user turn: the key used for splitting and caching."""
     for m in reversed(messages):

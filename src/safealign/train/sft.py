@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from safealign import hardware
-from safealign.data.records import Message
+from safealign.data.records import Message, conversation_chars
 from safealign.generation import OFFLINE_BATCH_SIZE, HFEngine, SamplingConfig, render_prompt
 from safealign.train.config import WarmStartConfig
 from safealign.train.rollout import SequenceBatch, build_sequences, response_logprobs
@@ -74,7 +74,7 @@ def _benign_prompts(cfg: WarmStartConfig, rng: random.Random, seed: int, split: 
 
     if not (cfg.self_distill or cfg.lookalikes or cfg.questions):
         return []
-    benign = [r for r in load_dataset("alpaca", split=split) if len(r.text) <= max_prompt_chars]
+    benign = [r for r in load_dataset("alpaca", split=split) if conversation_chars(r.messages) <= max_prompt_chars]
     rng.shuffle(benign)
     prompts = [r.messages for r in benign[: cfg.self_distill]]
     if cfg.lookalikes:
@@ -85,7 +85,9 @@ def _benign_prompts(cfg: WarmStartConfig, rng: random.Random, seed: int, split: 
         harmful = [r.messages[-1]["content"] for r in refusals]
         prompts += [pool[i].messages for i in mine_lookalikes([r.text for r in pool], harmful, cfg.lookalikes, seed=seed)]
     if cfg.questions:
-        questions = [r for r in load_dataset(cfg.questions_data, split=split) if len(r.text) <= max_prompt_chars]
+        # the whole conversation, as for the RL pools: questions_data may hold multi-turn HH-RLHF dialogues
+        questions = [r for r in load_dataset(cfg.questions_data, split=split)
+                     if conversation_chars(r.messages) <= max_prompt_chars]
         rng.shuffle(questions)
         prompts += [r.messages for r in questions[: cfg.questions]]
     return prompts

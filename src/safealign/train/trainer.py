@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from safealign import hardware
 from safealign import losses as L
 from safealign.config import ConfigError
-from safealign.data.records import Message
+from safealign.data.records import Message, conversation_chars
 from safealign.generation import HFEngine, SamplingConfig
 from safealign.paths import atomic_write_text
 from safealign.scoring.base import Scorer
@@ -535,7 +535,7 @@ def load_prompt_pool(cfg: AlignConfig, names: Sequence[str]) -> list[list[Messag
                 continue
             key = msgs[-1]["content"].strip().lower()
             # the whole conversation: an HH-RLHF dialogue's earlier turns are part of every rollout's prompt
-            if key in seen or sum(len(m["content"]) for m in msgs) > cfg.data.max_prompt_chars:
+            if key in seen or conversation_chars(msgs) > cfg.data.max_prompt_chars:
                 continue
             seen.add(key)
             out.append(msgs)
