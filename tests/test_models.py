@@ -78,6 +78,15 @@ def test_hardware_dtype_choice(monkeypatch):
     assert hardware.resolve_dtype("auto", "cpu") == torch.float32
     monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
     assert hardware.resolve_dtype("auto", "cpu") == torch.bfloat16
+
+
+def test_bf16_units_name_the_matrix_hardware():
+    from safealign import hardware
+
+    assert hardware.bf16_units({"avx2", "fma"}) == "none"
+    assert hardware.bf16_units({"avx512f", "avx512_bf16"}) == "avx512_bf16"
+    assert hardware.bf16_units({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}) == "amx"
+    assert "bf16_units=" in hardware.describe()
     with pytest.raises(ValueError, match="unknown dtype"):
         hardware.resolve_dtype("int3")
 
