@@ -434,3 +434,36 @@ def test_sampled_benign_answers_are_safe_and_look_like_the_harmful_prompts(tmp_p
     cfg.sampled_benign_lookalikes = False  # at random instead: the poems (3 in 4 prompts) show up
     rand = D.load_source_examples(cfg, "cost")[f"{benign}:sampled-benign"]["train"]
     assert any("poem" in e.prompt for e in rand)
+
+
+def test_default_scorer_retrains_when_the_shipped_recipe_changed(tmp_path, monkeypatch):
+    """A cached default scorer trained with an older recipe is retrained, not used silently; the output path
+    and scorers saved without a training config do not trigger it."""
+    import json
+
+    import safealign.scoring.hub as hub
+    import safealign.scoring.train as train_mod
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path))
+    monkeypatch.delenv("SAFEALIGN_NO_TRAIN", raising=False)
+    trained: list[str] = []
+    monkeypatch.setattr(train_mod, "train_scorer", lambda cfg, device=None: trained.append(cfg.kind))
+    monkeypatch.setattr(hub.ModelScorer, "load", classmethod(lambda cls, out, **kw: "loaded"))
+    out = hub.scorer_dir("reward", "policy")
+    out.mkdir(parents=True)
+    want = hub.variant_config("reward", "policy").to_dict()
+
+    def save(train_config):
+        (out / "scorer_config.json").write_text(json.dumps({"kind": "reward", "train_config": train_config}))
+
+    save({**want, "output": "/elsewhere/scorers/reward-policy"})
+    assert hub.default_scorer("reward") == "loaded" and trained == []
+    save(None)
+    assert hub.default_scorer("reward") == "loaded" and trained == []
+    old = json.loads(json.dumps(want))
+    old["data"]["refusal_negatives"] = 0.5
+    save(old)
+    assert hub.recipe_changes(out, want) == ["data.refusal_negatives"]
+    assert hub.default_scorer("reward") == "loaded" and trained == ["reward"]
+    monkeypatch.setenv("SAFEALIGN_NO_TRAIN", "1")
+    assert hub.default_scorer("reward") == "loaded" and trained == ["reward"]  # training off: used, with a warning

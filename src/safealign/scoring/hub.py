@@ -63,12 +63,48 @@ def default_scorer(kind: str, variant: str = "policy", *, device: str | None = N
     if kind not in ("reward", "cost"):
         raise ValueError(f"kind must be 'reward' or 'cost', got {kind!r}")
     out = scorer_dir(kind, variant)
+    may_train = train_if_missing and not os.environ.get("SAFEALIGN_NO_TRAIN")
     if not (out / "scorer_config.json").exists():
-        if not train_if_missing or os.environ.get("SAFEALIGN_NO_TRAIN"):
+        if not may_train:
             raise FileNotFoundError(f"no {kind} scorer at {out}; train it with `safealign train-scorer {kind} "
                                     f"--variant {variant}`")
-        from safealign.scoring.train import train_scorer
-
         log.warning("no %s scorer at %s: training it with the default config (a few minutes on CPU)", kind, out)
-        train_scorer(variant_config(kind, variant), device=device)
+        _train(kind, variant, device)
+    elif changed := recipe_changes(out, variant_config(kind, variant).to_dict()):
+        # A cached default trained by an older release would otherwise be used silently after the recipe moved.
+        what = ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
+        if may_train:
+            log.warning("the %s scorer at %s was trained with another recipe than the current default (%s): "
+                        "retraining it", kind, out, what)
+            _train(kind, variant, device)
+        else:
+            log.warning("the %s scorer at %s was trained with another recipe than the current default (%s); "
+                        "training is off, so it is used as it is", kind, out, what)
     return ModelScorer.load(out, device=device, batch_size=batch_size)
+
+
+def _train(kind: str, variant: str, device: str | None) -> None:
+    from safealign.scoring.train import train_scorer
+
+    train_scorer(variant_config(kind, variant), device=device)
+
+
+def recipe_changes(out: Path, want: dict[str, Any]) -> list[str]:
+    """Dotted config keys whose values differ between the scorer saved at ``out`` and ``want``.
+
+    The output path is not compared (homes move); a scorer saved without its training config reports none.
+    """
+    import json
+
+    stored = json.loads((out / "scorer_config.json").read_text()).get("train_config")
+    if not isinstance(stored, dict):
+        return []
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        rows: dict[str, Any] = {}
+        for k, v in d.items():
+            rows.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return rows
+
+    a, b = flat(stored), flat(want)
+    return sorted(k for k in set(a) | set(b) if k != "output" and a.get(k) != b.get(k))
