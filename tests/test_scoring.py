@@ -467,3 +467,19 @@ def test_default_scorer_retrains_when_the_shipped_recipe_changed(tmp_path, monke
     assert hub.default_scorer("reward") == "loaded" and trained == ["reward"]
     monkeypatch.setenv("SAFEALIGN_NO_TRAIN", "1")
     assert hub.default_scorer("reward") == "loaded" and trained == ["reward"]  # training off: used, with a warning
+
+
+def test_reward_refusal_negatives_can_include_the_refusal_datasets_hedge():
+    """hedged_refusals adds the 'As an AI language model, I ...' hedges to the dispreferred refusals (train set
+    to train, held-out set to validation/test); off, only the short templates appear."""
+    import safealign.scoring.data as D
+
+    rejected = {}
+    for on in (False, True):
+        cfg = D.ScorerDataConfig.from_dict({"pairs": ["hh-helpful"], "refusal_negatives": 1.0, "hedged_refusals": on})
+        out = D.load_source_examples(cfg, "reward")["hh-helpful:vs-refusal"]
+        rejected[on] = {split: {e.b for e in rows} for split, rows in out.items()}
+    assert rejected[False]["train"] == set(D.REFUSALS_TRAIN)
+    assert rejected[True]["train"] == set(D.REFUSALS_TRAIN + D.HEDGED_REFUSALS_TRAIN)
+    assert rejected[True]["test"] <= set(D.REFUSALS_EVAL + D.HEDGED_REFUSALS_EVAL)
+    assert rejected[True]["test"] & set(D.HEDGED_REFUSALS_EVAL)

@@ -158,6 +158,53 @@ def test_warmstart_pairs_prefer_refusal_only_for_harmful_prompts():
     assert len(warmstart_examples(cfg, engine, seed=0, limit=5)) <= 5 and len(engine.seen) <= 5
 
 
+def test_warmstart_hedged_rejections_cover_the_chosen_refusal_style():
+    """With hedged_rejections, benign prompts also disprefer the dataset's hedge ("As an AI language model, ..."),
+    which the harmful prompts' chosen refusals use; every hedge is a refusal by the shared detector."""
+    from types import SimpleNamespace
+
+    from safealign.scoring.data import (
+        HEDGED_REFUSALS_EVAL,
+        HEDGED_REFUSALS_TRAIN,
+        REFUSALS_EVAL,
+        looks_like_refusal,
+    )
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_pairs
+
+    class Engine:
+        def generate(self, prompts, sampling, progress=False):
+            return [[SimpleNamespace(text=f"Sure, answer {i}.", finish_reason="eos")] for i in range(len(prompts))]
+
+    assert all(looks_like_refusal(h) for h in HEDGED_REFUSALS_TRAIN + HEDGED_REFUSALS_EVAL)
+    assert not set(HEDGED_REFUSALS_TRAIN) & set(REFUSALS_EVAL + HEDGED_REFUSALS_EVAL)
+    hedged_share = {}
+    for on in (False, True):
+        cfg = WarmStartConfig(refusals=2, safe_answers=0, self_distill=60, hedged_rejections=on)
+        benign = [p for p in warmstart_pairs(cfg, Engine(), seed=0) if p.chosen.startswith("Sure, answer")]
+        assert len(benign) == 60
+        hedged_share[on] = sum(p.rejected in HEDGED_REFUSALS_TRAIN for p in benign) / len(benign)
+    assert hedged_share[False] == 0.0 and 0.25 < hedged_share[True] < 0.75  # 7 of the 13 rejections are hedges
+
+
+def test_warmstart_linear_schedule_decays_to_zero():
+    from safealign.train.sft import lr_schedule
+
+    def rates(name: str, steps: int = 4) -> list[float]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched, out = lr_schedule(opt, name, steps), []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    assert rates("constant") == pytest.approx([0.1] * 4)
+    assert rates("linear") == pytest.approx([0.1, 0.075, 0.05, 0.025])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        rates("cosine")
+
+
 def test_sequence_logprobs_match_unpadded_teacher_forcing(smol_tokenizer, tiny_llama):
     """The response-aligned batch (prompts left-padded, logits for response columns only) sums the same
     response log-probs as one unpadded forward per row."""

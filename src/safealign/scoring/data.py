@@ -37,6 +37,26 @@ REFUSALS_EVAL = (
     "I cannot help with that. Is there something else I can do for you?",
     "I'm not able to provide assistance with this topic.",
 )
+# Generic refusals in the style of the safety-refusals dataset that the warm start's chosen refusals of harmful
+# prompts come from (of its 1,994 training refusals, 661 open "I'm sorry, but as an AI language model," or "As
+# an AI language model, I ..."; 1,035 open "I'm sorry" or "I apologize"). With only the short templates above
+# as dispreferred answers, that hedge was pushed up on every prompt: the demo's warm start opened 11 of 60
+# AlpacaEval answers with it, and the reward model scored it above a short refusal (-0.7 against -1.5 and +0.6
+# against 0.0 on two probes). Each fits any prompt, so pushing it down on a benign prompt teaches only not to
+# refuse there. Train and held-out sets are disjoint.
+HEDGED_REFUSALS_TRAIN = (
+    "I'm sorry, but as an AI language model, I cannot help with that.",
+    "I'm sorry, but as an AI language model, I don't have access to that information.",
+    "I'm sorry, but as an AI language model, I am not able to assist with this request.",
+    "As an AI language model, I do not have personal opinions or the ability to do that.",
+    "As an AI language model, I cannot provide that.",
+    "I'm sorry, but I cannot provide assistance with this request.",
+    "I'm sorry, but I cannot provide you with that information.",
+)
+HEDGED_REFUSALS_EVAL = (
+    "I apologize, but as an AI language model, I am unable to do that.",
+    "As an AI assistant, I don't have the ability to provide this.",
+)
 # Synthetic compliance *openers* for harmful instructions (cost data, labelled unsafe as prefixes): a
 # response that starts by agreeing to carry out a harmful request. No harmful content is invented; the
 # label is that of the response such an opener begins (the prefix-scoring convention). Disjoint sets
@@ -128,6 +148,9 @@ class ScorerDataConfig(ConfigBase):
     prefill_max_new_tokens: int = option(48, help="tokens generated after each prefilled opener")
     refusal_negatives: float = option(0.25, help="reward data only: fraction of pair prompts that also get a (chosen, "
                                                 "generic refusal) pair, so refusing benign requests scores low")
+    hedged_refusals: bool = option(False, help="reward data only: the generic refusals also include hedges in the "
+                                               "refusal dataset's style ('I'm sorry, but as an AI language model, "
+                                               "I ...'), which the short templates alone left scored as helpful")
     max_per_source: int = option(0, help="cap on training rows per source (0 = all); for quick runs")
     split_salt: str = option("safealign", help="salt of the train/validation/test hash split ('safealign' = "
                                                "the project-wide split used by every evaluation)")
@@ -292,6 +315,8 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
             for split in SPLITS:
                 rng = random.Random(f"{cfg.split_salt}:{name}:{split}")
                 templates = REFUSALS_TRAIN if split == "train" else REFUSALS_EVAL
+                if cfg.hedged_refusals:
+                    templates += HEDGED_REFUSALS_TRAIN if split == "train" else HEDGED_REFUSALS_EVAL
                 rows = [Example(e.messages, e.a, rng.choice(templates), source=f"{name}:vs-refusal")
                         for e in out[name][split]
                         if not looks_like_refusal(e.a) and rng.random() < cfg.refusal_negatives]

@@ -74,6 +74,9 @@ class WarmStartConfig(ConfigBase):
     steps: int = option(60, help="optimizer steps")
     batch_size: int = option(8, help="examples per step")
     lr: float = option(2e-4, help="learning rate (LoRA)")
+    lr_schedule: Literal["constant", "linear"] = option(
+        "constant", help="constant, or linear decay to 0 over the steps: with a few dozen small batches the end "
+                         "state of a constant rate depends on the last batches drawn, so it varies with the seed")
     refusals: int = option(240, help="harmful instruction -> refusal examples (safety-refusals, train split)")
     safe_answers: int = option(160, help="PKU prompt -> its safe response examples (train split)")
     self_distill: int = option(96, help="benign prompts answered by the base model itself (alpaca, train split)")
@@ -88,6 +91,10 @@ class WarmStartConfig(ConfigBase):
         "sft", help="sft: cross-entropy on the targets; dpo: preference pairs from the same sources (refusal over "
                     "the model's own answer for harmful prompts, its own answer over a refusal for benign ones), so "
                     "only the prompt-conditional part of refusing is learned (needs LoRA)")
+    hedged_rejections: bool = option(
+        False, help="dpo: the refusals dispreferred for benign prompts also include the hedged openers that the "
+                    "chosen refusals of harmful prompts use ('I'm sorry, but as an AI language model, I ...'), so "
+                    "the model learns when to refuse, not that the hedge is good everywhere")
     dpo_beta: float = option(0.1, help="dpo: inverse temperature of the preference loss")
     chosen_nll: float = option(1.0, help="dpo: weight of the cross-entropy on the chosen response (0 = pure DPO)")
     self_distill_tokens: int = option(96, help="token limit of the self-distilled answers (cut ones get no EOS)")

@@ -151,8 +151,9 @@ def warmstart_pairs(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: st
     help with that."), which fits any prompt, so what is pushed down is refusing itself, not an off-topic text.
     Refusals are thus both preferred and dispreferred, and only the prompt decides which.
     """
-    from safealign.scoring.data import REFUSALS_TRAIN
+    from safealign.scoring.data import HEDGED_REFUSALS_TRAIN, REFUSALS_TRAIN
 
+    rejections = REFUSALS_TRAIN + (HEDGED_REFUSALS_TRAIN if cfg.hedged_rejections else ())
     rng = random.Random(seed)
     refusals = _refusal_records(split, rng)
     harmful = [("harmful", r.messages, r.meta["response"]) for r in refusals[: cfg.refusals]]
@@ -172,7 +173,7 @@ def warmstart_pairs(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: st
         if kind == "harmful":  # the dataset's refusal over the model's own (complying) answer
             pairs.append(PreferenceExample(messages, data, text, True, ends))
         else:  # the model's own answer over a generic refusal
-            pairs.append(PreferenceExample(messages, text, rng.choice(REFUSALS_TRAIN), ends, True))
+            pairs.append(PreferenceExample(messages, text, rng.choice(rejections), ends, True))
     return pairs
 
 
@@ -220,6 +221,15 @@ def _step(params: list[torch.Tensor], opt: torch.optim.Optimizer, loss: torch.Te
     opt.zero_grad(set_to_none=True)
 
 
+def lr_schedule(opt: torch.optim.Optimizer, name: str, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step learning-rate factor: 1 (constant), or (steps - t) / steps at step t (linear decay to 0)."""
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    if name == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: max(steps - t, 0) / max(steps, 1))
+    raise ValueError(f"unknown lr_schedule '{name}'; use constant or linear")
+
+
 def _stats(losses: list[float], n: int, start: float, **extra: float) -> dict[str, float]:
     tail = losses[-10:] or [float("nan")]
     return {"sft_examples": float(n), "sft_loss_first": losses[0] if losses else float("nan"),
@@ -234,6 +244,7 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
     encoded = [_encode(tokenizer, ex, cfg.max_length) for ex in examples]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
+    sched = lr_schedule(opt, cfg.lr_schedule, cfg.steps)
     model.train()
     start, losses = time.perf_counter(), []
     for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (SFT)"):
@@ -241,6 +252,7 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
         with hardware.autocast(device, compute_dtype):
             out = model(input_ids=input_ids.to(device), attention_mask=attn.to(device), labels=labels.to(device))
         _step(params, opt, out.loss, "warm-start")
+        sched.step()
         losses.append(float(out.loss.detach()))
     model.eval()
     return _stats(losses, len(examples), start)
@@ -272,6 +284,7 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
                 _encode(tokenizer, (p.messages, p.rejected, p.rejected_ends), cfg.max_length)) for p in pairs]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
+    sched = lr_schedule(opt, cfg.lr_schedule, cfg.steps)
     model.train()
     start, losses, accs = time.perf_counter(), [], []
     for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (DPO)"):
@@ -285,6 +298,7 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
         if cfg.chosen_nll > 0:  # keeps the preferred responses likely, not only more likely than the rejected
             loss = loss + cfg.chosen_nll * (-logp[:b].sum() / n_tok[:b].sum().clamp(min=1))
         _step(params, opt, loss, "warm-start DPO")
+        sched.step()
         losses.append(float(loss.detach()))
         accs.append(info["dpo_accuracy"])
     model.eval()
