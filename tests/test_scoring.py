@@ -467,6 +467,15 @@ def test_default_scorer_retrains_when_the_shipped_recipe_changed(tmp_path, monke
     assert hub.default_scorer("reward") == "loaded" and trained == ["reward"]
     monkeypatch.setenv("SAFEALIGN_NO_TRAIN", "1")
     assert hub.default_scorer("reward") == "loaded" and trained == ["reward"]  # training off: used, with a warning
+    # an option added since, missing from the saved config, counts only where the wanted value is not its default
+    newer = json.loads(json.dumps(want))
+    del newer["data"]["hedged_refusals"]
+    save(newer)
+    assert want["data"]["hedged_refusals"] is True  # the reward default; the field's own default is False
+    assert hub.recipe_changes(out, want, hub._field_defaults("reward")) == ["data.hedged_refusals"]
+    assert hub.recipe_changes(out, {**want, "data": {**want["data"], "hedged_refusals": False}},
+                              hub._field_defaults("reward")) == []  # as the judge wants it: nothing to redo
+    assert hub.variant_config("reward", "judge").data.hedged_refusals is False
 
 
 def test_reward_refusal_negatives_can_include_the_refusal_datasets_hedge():

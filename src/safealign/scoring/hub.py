@@ -23,8 +23,10 @@ log = logging.getLogger("safealign.scoring")
 # Overrides of the shipped default config per variant (dotted keys, as on the command line).
 VARIANTS: dict[str, dict[str, Any]] = {
     "policy": {"data.train_half": "a"},
-    # The judge scores finished responses only: no prefix copies (half the trunk features to compute).
-    "judge": {"data.train_half": "b", "train.seed": 1, "data.prefixes_per_example": 0},
+    # The judge scores finished responses only: no prefix copies (half the trunk features to compute). It keeps
+    # the short refusal templates only: a judge trained on the hedges the policy side learns to avoid would not
+    # be independent of that fix, and its win-rates stay comparable with the runs before it.
+    "judge": {"data.train_half": "b", "train.seed": 1, "data.prefixes_per_example": 0, "data.hedged_refusals": False},
     "full": {},
 }
 
@@ -70,7 +72,7 @@ def default_scorer(kind: str, variant: str = "policy", *, device: str | None = N
                                     f"--variant {variant}`")
         log.warning("no %s scorer at %s: training it with the default config (a few minutes on CPU)", kind, out)
         _train(kind, variant, device)
-    elif changed := recipe_changes(out, variant_config(kind, variant).to_dict()):
+    elif changed := recipe_changes(out, variant_config(kind, variant).to_dict(), _field_defaults(kind)):
         # A cached default trained by an older release would otherwise be used silently after the recipe moved.
         what = ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
         if may_train:
@@ -89,10 +91,18 @@ def _train(kind: str, variant: str, device: str | None) -> None:
     train_scorer(variant_config(kind, variant), device=device)
 
 
-def recipe_changes(out: Path, want: dict[str, Any]) -> list[str]:
+def _field_defaults(kind: str) -> dict[str, Any]:
+    from safealign.scoring.train import ScorerTrainConfig
+
+    return ScorerTrainConfig(kind=kind).to_dict()
+
+
+def recipe_changes(out: Path, want: dict[str, Any], field_defaults: dict[str, Any] | None = None) -> list[str]:
     """Dotted config keys whose values differ between the scorer saved at ``out`` and ``want``.
 
-    The output path is not compared (homes move); a scorer saved without its training config reports none.
+    The output path is not compared (homes move); a scorer saved without its training config reports none. A
+    key the saved config lacks (an option added since) counts only where ``want`` differs from the option's
+    field default in ``field_defaults``, which reproduces the behaviour from before the option existed.
     """
     import json
 
@@ -106,5 +116,6 @@ def recipe_changes(out: Path, want: dict[str, Any]) -> list[str]:
             rows.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return rows
 
-    a, b = flat(stored), flat(want)
-    return sorted(k for k in set(a) | set(b) if k != "output" and a.get(k) != b.get(k))
+    a, b, base = flat(stored), flat(want), flat(field_defaults or {})
+    return sorted(k for k in set(a) | set(b) if k != "output" and a.get(k) != b.get(k)
+                  and not (k not in a and k in base and b.get(k) == base[k]))

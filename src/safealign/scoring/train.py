@@ -125,7 +125,10 @@ class ScorerTrainConfig(ConfigBase):
         """The shipped default for ``kind`` (``configs/scorer_<kind>.yaml`` mirrors it)."""
         if kind not in ("reward", "cost"):
             raise ValueError(f"kind must be reward or cost, got '{kind}'")
-        return cls(kind=kind)
+        cfg = cls(kind=kind)
+        if kind == "reward":  # refusal negatives in the refusal dataset's hedged voice too (docs/scorers.md)
+            cfg.data.hedged_refusals = True
+        return cfg
 
     def output_dir(self) -> Path:
         return Path(self.output) if self.output else paths.home() / "scorers" / f"{self.kind}-custom"
