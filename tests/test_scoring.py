@@ -374,6 +374,9 @@ def test_cli_builds_variant_config(tmp_path, monkeypatch):
     assert "pku-safe-unsafe" in cfg.data.pairs  # kind defaults fill an empty data section
     reward = build_config(build_parser().parse_args(["train-scorer", "reward"]))
     assert reward.data.pairs == ["hh-helpful"] and not reward.data.safe_responses
+    assert reward.data.hedged_refusals and not cfg.data.hedged_refusals  # the reward kind's default
+    judge = build_config(build_parser().parse_args(["train-scorer", "reward", "--variant", "judge"]))
+    assert not judge.data.hedged_refusals  # the held-out judge keeps the short templates
 
 
 def test_sampled_harmful_answers_are_labelled_by_refusal(tmp_path, monkeypatch):

@@ -30,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):  # -> ScorerTrainConfig
     """Default config of the kind <- YAML file <- variant overrides <- command-line options."""
     from safealign.scoring.hub import VARIANTS, scorer_dir
-    from safealign.scoring.train import ScorerTrainConfig
+    from safealign.scoring.train import KIND_DEFAULTS, ScorerTrainConfig
 
     cli = {k[len("cfg::"):]: v for k, v in vars(args).items() if k.startswith("cfg::")}
     if "kind" in cli and cli["kind"] != args.kind:
         raise ConfigError(f"--kind {cli['kind']} contradicts the positional kind '{args.kind}'")
-    over: dict = {}
+    over: dict = {} if args.config is not None else dict(KIND_DEFAULTS.get(args.kind, {}))
     if args.variant:
         over |= {**VARIANTS[args.variant], "output": str(scorer_dir(args.kind, args.variant))}
     over |= {**cli, "kind": args.kind}

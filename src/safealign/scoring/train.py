@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from safealign import hardware, paths
-from safealign.config import ConfigBase, option, require, section
+from safealign.config import ConfigBase, merge_dotted, option, require, section
 from safealign.scoring.backbones import Backbone, BackboneConfig
 from safealign.scoring.calibration import fit_scale
 from safealign.scoring.data import (
@@ -100,6 +100,12 @@ class OptimConfig(ConfigBase):
         require(self.head_dtype in ("auto", "float32", "bfloat16"), "head_dtype must be auto, float32 or bfloat16")
 
 
+# Per-kind defaults that differ from the fields' own (dotted keys). Reward: refusal negatives in the refusal
+# dataset's hedged voice too (docs/scorers.md); the field stays False so that older saved configs, which lack
+# it, keep meaning what they meant.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {"reward": {"data.hedged_refusals": True}}
+
+
 @dataclasses.dataclass
 class ScorerTrainConfig(ConfigBase):
     """Options of ``safealign train-scorer``: what to train, on which data, and how."""
@@ -125,10 +131,7 @@ class ScorerTrainConfig(ConfigBase):
         """The shipped default for ``kind`` (``configs/scorer_<kind>.yaml`` mirrors it)."""
         if kind not in ("reward", "cost"):
             raise ValueError(f"kind must be reward or cost, got '{kind}'")
-        cfg = cls(kind=kind)
-        if kind == "reward":  # refusal negatives in the refusal dataset's hedged voice too (docs/scorers.md)
-            cfg.data.hedged_refusals = True
-        return cfg
+        return cls.from_dict(merge_dotted({"kind": kind}, KIND_DEFAULTS.get(kind, {})), where=f"default {kind} scorer")
 
     def output_dir(self) -> Path:
         return Path(self.output) if self.output else paths.home() / "scorers" / f"{self.kind}-custom"
