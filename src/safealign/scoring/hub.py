@@ -64,31 +64,31 @@ def default_scorer(kind: str, variant: str = "policy", *, device: str | None = N
     """The default ``kind`` scorer of ``variant``; trained with the default config if not there yet."""
     if kind not in ("reward", "cost"):
         raise ValueError(f"kind must be 'reward' or 'cost', got {kind!r}")
-    out = scorer_dir(kind, variant)
+    out, want = scorer_dir(kind, variant), variant_config(kind, variant)
     may_train = train_if_missing and not os.environ.get("SAFEALIGN_NO_TRAIN")
     if not (out / "scorer_config.json").exists():
         if not may_train:
             raise FileNotFoundError(f"no {kind} scorer at {out}; train it with `safealign train-scorer {kind} "
                                     f"--variant {variant}`")
         log.warning("no %s scorer at %s: training it with the default config (a few minutes on CPU)", kind, out)
-        _train(kind, variant, device)
-    elif changed := recipe_changes(out, variant_config(kind, variant).to_dict(), _field_defaults(kind)):
+        _train(want, device)
+    elif changed := recipe_changes(out, want.to_dict(), _field_defaults(kind)):
         # A cached default trained by an older release would otherwise be used silently after the recipe moved.
         what = ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
         if may_train:
             log.warning("the %s scorer at %s was trained with another recipe than the current default (%s): "
                         "retraining it", kind, out, what)
-            _train(kind, variant, device)
+            _train(want, device)
         else:
             log.warning("the %s scorer at %s was trained with another recipe than the current default (%s); "
                         "training is off, so it is used as it is", kind, out, what)
     return ModelScorer.load(out, device=device, batch_size=batch_size)
 
 
-def _train(kind: str, variant: str, device: str | None) -> None:
+def _train(cfg: Any, device: str | None) -> None:  # cfg: ScorerTrainConfig
     from safealign.scoring.train import train_scorer
 
-    train_scorer(variant_config(kind, variant), device=device)
+    train_scorer(cfg, device=device)
 
 
 def _field_defaults(kind: str) -> dict[str, Any]:

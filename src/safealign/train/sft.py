@@ -212,12 +212,14 @@ def _pad(batch: list[tuple[list[int], int]], pad: int) -> tuple[torch.Tensor, to
     return input_ids, attn, labels
 
 
-def _step(params: list[torch.Tensor], opt: torch.optim.Optimizer, loss: torch.Tensor, what: str) -> None:
+def _step(params: list[torch.Tensor], opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+          loss: torch.Tensor, what: str) -> None:
     if not torch.isfinite(loss):
         raise FloatingPointError(f"{what} loss is {float(loss)}; lower warmstart.lr")
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
+    sched.step()
     opt.zero_grad(set_to_none=True)
 
 
@@ -251,8 +253,7 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
         input_ids, attn, labels = _pad([encoded[i] for i in idx], tokenizer.pad_token_id)
         with hardware.autocast(device, compute_dtype):
             out = model(input_ids=input_ids.to(device), attention_mask=attn.to(device), labels=labels.to(device))
-        _step(params, opt, out.loss, "warm-start")
-        sched.step()
+        _step(params, opt, sched, out.loss, "warm-start")
         losses.append(float(out.loss.detach()))
     model.eval()
     return _stats(losses, len(examples), start)
@@ -297,8 +298,7 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
         loss, info = dpo_loss(logp[:b], logp[b:], ref[:b], ref[b:], cfg.dpo_beta)
         if cfg.chosen_nll > 0:  # keeps the preferred responses likely, not only more likely than the rejected
             loss = loss + cfg.chosen_nll * (-logp[:b].sum() / n_tok[:b].sum().clamp(min=1))
-        _step(params, opt, loss, "warm-start DPO")
-        sched.step()
+        _step(params, opt, sched, loss, "warm-start DPO")
         losses.append(float(loss.detach()))
         accs.append(info["dpo_accuracy"])
     model.eval()
