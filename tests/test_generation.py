@@ -196,3 +196,30 @@ def test_lean_path_declines_what_it_does_not_cover(smol_tokenizer):
     assert not llama_decoder.supports(biased)
     with pytest.raises(ValueError, match="LlamaDecoder"):
         llama_decoder.LlamaDecoder(peft_model)
+
+
+def test_packed_bf16_projections_give_the_same_bits(smol_tokenizer):
+    """The lean decoder's prepacked bf16 weights change memory traffic, not results."""
+    from safealign.generation import llama_decoder
+    from tests.conftest import make_tiny_llama
+
+    model = make_tiny_llama(smol_tokenizer).to(torch.bfloat16)
+    ids = torch.randint(0, 500, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # a left-padded row
+    packed = llama_decoder.LlamaDecoder(model, batch_hint=3)
+    plain = llama_decoder.LlamaDecoder(model, batch_hint=3)
+    for layer in plain.layers:
+        for key in ("qkv", "o", "gate_up", "down"):
+            layer[key].packed = None  # the F.linear fallback
+    plain.head.packed = None
+    if torch.backends.mkldnn.is_available():
+        assert packed.layers[0]["qkv"].packed is not None
+    a, b = packed.start(ids, mask, 4), plain.start(ids, mask, 4)
+    assert torch.equal(a, b)
+    nxt = torch.tensor([5, 6, 7])
+    assert torch.equal(packed.step(nxt), plain.step(nxt))
+    fp32 = llama_decoder.PackedLinear(torch.randn(8, 4), batch_hint=2)
+    assert fp32.packed is None  # only bf16 is packed
+    x = torch.randn(2, 4)
+    assert torch.equal(fp32(x), torch.nn.functional.linear(x, fp32.weight))

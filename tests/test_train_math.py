@@ -254,3 +254,40 @@ def test_trusted_benign_costs_forgive_only_mild_alarms_on_benign_prompts():
     assert trusted_benign_costs(cost, harmful, 1.0, 2.0).tolist() == [-1.0, 0.5, 1.0, 2.5, 0.5, 3.0]
     penalty = Rectified(ConstraintConfig(method="rectified")).transformed_cost(out, torch.zeros(6, dtype=torch.long))
     assert penalty.tolist() == [0.0, 0.0, 0.0, 2.5, 0.5, 3.0]
+
+
+def test_adapter_input_casts_off_under_autocast_changes_no_bits(smol_tokenizer, monkeypatch):
+    """peft's fp32 cast of each adapter input is a lossless round trip under bf16 autocast: dropping it
+    leaves log-probs and gradients bit-identical, and the layers' own setting is restored afterwards."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from safealign.models import adapters
+    from safealign.train.rollout import build_sequences, response_logprobs
+    from tests.conftest import make_tiny_llama
+
+    model = get_peft_model(make_tiny_llama(smol_tokenizer).to(torch.bfloat16),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"]))
+    for name, p in model.named_parameters():  # a non-zero B, so the adapter path matters
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    batch = build_sequences([[1, 2, 3], [4, 5]], [[6, 7, 8], [9]], pad_id=0)
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    seen: list[bool] = []
+    layers[0].register_forward_pre_hook(lambda mod, args: seen.append(mod.cast_input_dtype_enabled))
+
+    def run():
+        model.zero_grad()
+        logp = response_logprobs(model, batch, "cpu", torch.bfloat16)[0]
+        (logp * batch.response_mask).sum().backward()
+        return logp.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    lp, g = run()
+    assert seen == [False] and all(m.cast_input_dtype_enabled for m in layers)  # off inside, restored after
+    with monkeypatch.context() as mp:
+        mp.setattr(adapters, "_tuner_layers", lambda model: [])  # peft's own casts
+        ref_lp, ref_g = run()
+    assert seen == [False, True]
+    mask = batch.response_mask.bool()
+    assert torch.equal(lp[mask], ref_lp[mask])
+    assert all(torch.equal(a, b) for a, b in zip(g, ref_g, strict=True))

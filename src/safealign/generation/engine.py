@@ -210,7 +210,8 @@ class HFEngine(Engine):
         self.model.eval()
         new_tokens = 0
         # weights are read (and q|k|v, gate|up fused) once per call, so a model updated in between is current
-        decoder = LlamaDecoder(self.model) if self.fast and lean_decode_applies(self.model) else None
+        decoder = (LlamaDecoder(self.model, batch_hint=min(cfg.batch_size, len(jobs)))
+                   if self.fast and lean_decode_applies(self.model) else None)
         bar = tqdm(total=len(jobs), desc="generate", unit="seq", disable=not progress, leave=False)
         try:
             for b in range(0, len(jobs), cfg.batch_size):

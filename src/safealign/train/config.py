@@ -148,6 +148,10 @@ class AlignConfig(ConfigBase):
     rollout_copy: bool = option(
         True, help="sample rollouts from a merged copy of the policy in the compute dtype (faster; one more "
                    "copy of the weights in memory)")
+    attention: Literal["auto", "eager", "sdpa"] = option(
+        "auto", help="attention kernel of the training and reference passes: auto = eager on CPU (torch's "
+                     "SDPA backward is slow there: 1.7 against 2.3 s per forward+backward of a demo-sized batch), "
+                     "the model's own choice elsewhere")
     entropy_log: bool = option(True, help="log the policy entropy (one extra pass over the logits)")
     violation_tau: float = option(0.5, help="a prompt violates when the share of its samples with cost > d exceeds tau")
     checkpoint_every: int = option(10, help="write a resumable checkpoint every N steps (0: only at the end)")

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from safealign import hardware
 from safealign.data.records import Message
+from safealign.models.adapters import autocast_forward
 
 
 class PromptMixture:
@@ -157,7 +157,7 @@ def response_logprobs(model: Any, batch: SequenceBatch, device: str, dtype: torc
     head and the log-softmax over prompt positions would cost as much as the rest of the model.
     """
     t = batch.response_mask.shape[1]
-    with hardware.autocast(device, dtype):
+    with autocast_forward(model, device, dtype):
         out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                     position_ids=batch.position_ids.to(device), logits_to_keep=t + 1,
                     output_hidden_states=want_hidden, use_cache=False)

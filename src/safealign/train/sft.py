@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from safealign import hardware
 from safealign.data.records import Message, conversation_chars
 from safealign.generation import OFFLINE_BATCH_SIZE, HFEngine, SamplingConfig, render_prompt
+from safealign.models.adapters import autocast_forward
 from safealign.train.config import WarmStartConfig
 from safealign.train.rollout import SequenceBatch, build_sequences, response_logprobs
 
@@ -251,7 +252,7 @@ def supervised_warmstart(model: Any, tokenizer: Any, examples: list[Example], cf
     start, losses = time.perf_counter(), []
     for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (SFT)"):
         input_ids, attn, labels = _pad([encoded[i] for i in idx], tokenizer.pad_token_id)
-        with hardware.autocast(device, compute_dtype):
+        with autocast_forward(model, device, compute_dtype):
             out = model(input_ids=input_ids.to(device), attention_mask=attn.to(device), labels=labels.to(device))
         _step(params, opt, sched, out.loss, "warm-start")
         losses.append(float(out.loss.detach()))

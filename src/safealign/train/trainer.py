@@ -102,6 +102,9 @@ class RLTrainer:
         from safealign.models.loading import contiguous_lm_head_input
 
         policy = contiguous_lm_head_input(policy)
+        attention = "eager" if cfg.attention == "auto" and self.device == "cpu" else cfg.attention
+        if attention != "auto" and hasattr(policy, "set_attn_implementation"):
+            policy.set_attn_implementation(attention)
         self.tokenizer = tokenizer
         self.ref_model = None
         # Again, now: a warm start trained in this process draws random numbers that a cached one does not, and
