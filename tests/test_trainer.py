@@ -187,6 +187,30 @@ def test_warmstart_hedged_rejections_cover_the_chosen_refusal_style():
     assert hedged_share[False] == 0.0 and 0.25 < hedged_share[True] < 0.75  # 7 of the 13 rejections are hedges
 
 
+def test_warmstart_plain_refusal_style_drops_the_hedge_and_only_that():
+    """refusal_style plain: no chosen refusal of a harmful prompt opens in the 'as an AI' hedge, the count is kept,
+    and the benign prompts (mined with the same draws) do not change."""
+    from types import SimpleNamespace
+
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_pairs
+
+    class Engine:
+        def generate(self, prompts, sampling, progress=False):
+            return [[SimpleNamespace(text=f"Sure, answer {i}.", finish_reason="eos")] for i in range(len(prompts))]
+
+    chosen, benign = {}, {}
+    for style in ("all", "plain"):
+        cfg = WarmStartConfig(refusals=120, safe_answers=0, self_distill=20, refusal_style=style)
+        pairs = warmstart_pairs(cfg, Engine(), seed=3)
+        chosen[style] = [p.chosen for p in pairs if p.rejected.startswith("Sure, answer")]
+        benign[style] = [p.messages[-1]["content"] for p in pairs if p.chosen.startswith("Sure, answer")]
+    hedged = {k: sum("as an ai" in t[:200].lower() for t in v) for k, v in chosen.items()}
+    assert len(chosen["plain"]) == len(chosen["all"]) == 120
+    assert hedged["all"] > 20 and hedged["plain"] == 0  # about 40% of the dataset's responses hedge
+    assert benign["plain"] == benign["all"]
+
+
 def test_warmstart_linear_schedule_decays_to_zero():
     from safealign.train.sft import lr_schedule
 

@@ -95,6 +95,10 @@ class WarmStartConfig(ConfigBase):
         False, help="dpo: the refusals dispreferred for benign prompts also include the hedged openers that the "
                     "chosen refusals of harmful prompts use ('I'm sorry, but as an AI language model, I ...'), so "
                     "the model learns when to refuse, not that the hedge is good everywhere")
+    refusal_style: Literal["all", "plain"] = option(
+        "all", help="which safety-refusals responses are targets for harmful prompts: all, or plain = without the "
+                    "dataset's 'as an AI (language model)' hedge in the opening, a refusal that fits any prompt and "
+                    "so spreads to benign ones")
     dpo_beta: float = option(0.1, help="dpo: inverse temperature of the preference loss")
     chosen_nll: float = option(1.0, help="dpo: weight of the cross-entropy on the chosen response (0 = pure DPO)")
     self_distill_tokens: int = option(96, help="token limit of the self-distilled answers (cut ones get no EOS)")

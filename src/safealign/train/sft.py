@@ -17,6 +17,7 @@ preferred for harmful prompts and dispreferred for benign ones: only the prompt 
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,6 +53,21 @@ def _refusal_records(split: str | None, rng: random.Random) -> list:
     refusals = [r for r in load_dataset("safety-refusals", split=split) if r.meta.get("response")]
     rng.shuffle(refusals)
     return refusals
+
+
+_HEDGE_RE = re.compile(r"\bas an ai\b", re.IGNORECASE)
+
+
+def _refusal_targets(refusals: list, cfg: WarmStartConfig) -> list:
+    """The first ``cfg.refusals`` records whose response fits ``cfg.refusal_style``.
+
+    ``plain`` drops the responses that open in the dataset's hedge ("I'm sorry, but as an AI language model,
+    I ..."; 815 of its 1,994 training responses): a refusal that names no harm fits a benign prompt as well
+    as a harmful one, so learning it on harmful prompts teaches refusing in general.
+    """
+    if cfg.refusal_style == "plain":
+        refusals = [r for r in refusals if not _HEDGE_RE.search(r.meta["response"][:200])]
+    return refusals[: cfg.refusals]
 
 
 def _pku_pairs(split: str | None, rng: random.Random, n: int, max_prompt_chars: int) -> list[tuple]:
@@ -127,7 +143,7 @@ def warmstart_examples(cfg: WarmStartConfig, engine: HFEngine, seed: int, split:
     """(messages, target response) pairs from the sources, training split only; at most ``limit`` of them."""
     rng = random.Random(seed)
     refusals = _refusal_records(split, rng)
-    fixed: list[Example] = [(r.messages, r.meta["response"], True) for r in refusals[: cfg.refusals]]
+    fixed: list[Example] = [(r.messages, r.meta["response"], True) for r in _refusal_targets(refusals, cfg)]
     fixed += [(m, safe, True) for m, safe, _ in _pku_pairs(split, rng, cfg.safe_answers, max_prompt_chars)]
     benign = _benign_prompts(cfg, rng, seed, split, refusals, max_prompt_chars)
     chosen = _budgeted([(ex, None) for ex in fixed] + [(None, p) for p in benign], limit, rng)
@@ -157,7 +173,7 @@ def warmstart_pairs(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: st
     rejections = REFUSALS_TRAIN + (HEDGED_REFUSALS_TRAIN if cfg.hedged_rejections else ())
     rng = random.Random(seed)
     refusals = _refusal_records(split, rng)
-    harmful = [("harmful", r.messages, r.meta["response"]) for r in refusals[: cfg.refusals]]
+    harmful = [("harmful", r.messages, r.meta["response"]) for r in _refusal_targets(refusals, cfg)]
     pku = [("pku", m, (safe, unsafe)) for m, safe, unsafe in _pku_pairs(split, rng, cfg.safe_answers,
                                                                          max_prompt_chars)]
     benign = [("benign", p, None) for p in _benign_prompts(cfg, rng, seed, split, refusals, max_prompt_chars)]
