@@ -223,3 +223,21 @@ def test_packed_bf16_projections_give_the_same_bits(smol_tokenizer):
     assert fp32.packed is None  # only bf16 is packed
     x = torch.randn(2, 4)
     assert torch.equal(fp32(x), torch.nn.functional.linear(x, fp32.weight))
+
+
+def test_packed_linear_falls_back_when_the_operator_rejects_the_call(monkeypatch):
+    """The packed path calls a private oneDNN operator; a torch build that rejects it must not break decoding."""
+    from safealign.generation import llama_decoder
+
+    weight = torch.randn(8, 4, dtype=torch.bfloat16)
+    lin = llama_decoder.PackedLinear(weight, batch_hint=2)
+    lin.packed = object()  # as if packing had worked
+
+    class Ops:
+        @staticmethod
+        def _linear_pointwise(*args):
+            raise RuntimeError("unsupported")
+
+    monkeypatch.setattr(torch.ops, "mkldnn", Ops)
+    x = torch.randn(2, 4, dtype=torch.bfloat16)
+    assert torch.equal(lin(x), torch.nn.functional.linear(x, weight)) and lin.packed is None

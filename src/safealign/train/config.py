@@ -97,8 +97,8 @@ class WarmStartConfig(ConfigBase):
                     "the model learns when to refuse, not that the hedge is good everywhere")
     refusal_style: Literal["all", "plain"] = option(
         "all", help="which safety-refusals responses are targets for harmful prompts: all, or plain = without the "
-                    "dataset's 'as an AI (language model)' hedge in the opening, a refusal that fits any prompt and "
-                    "so spreads to benign ones")
+                    "dataset's 'as an AI (language model)' hedge in the opening (measured at seed 0: over-refusal "
+                    "26% -> 47%, the refusals only changed voice; docs/results.md, session 11)")
     dpo_beta: float = option(0.1, help="dpo: inverse temperature of the preference loss")
     chosen_nll: float = option(1.0, help="dpo: weight of the cross-entropy on the chosen response (0 = pure DPO)")
     self_distill_tokens: int = option(96, help="token limit of the self-distilled answers (cut ones get no EOS)")

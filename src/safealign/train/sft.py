@@ -61,9 +61,10 @@ _HEDGE_RE = re.compile(r"\bas an ai\b", re.IGNORECASE)
 def _refusal_targets(refusals: list, cfg: WarmStartConfig) -> list:
     """The first ``cfg.refusals`` records whose response fits ``cfg.refusal_style``.
 
-    ``plain`` drops the responses that open in the dataset's hedge ("I'm sorry, but as an AI language model,
-    I ..."; 815 of its 1,994 training responses): a refusal that names no harm fits a benign prompt as well
-    as a harmful one, so learning it on harmful prompts teaches refusing in general.
+    ``plain`` drops the responses with the dataset's hedge in their first 200 characters ("I'm sorry, but as
+    an AI language model, I ..."; 805 of its 1,994 training responses). The idea: a refusal that names no
+    harm fits a benign prompt as well as a harmful one. Measured (docs/results.md, session 11), it did not
+    hold: the policy refused in another voice and over-refused more.
     """
     if cfg.refusal_style == "plain":
         refusals = [r for r in refusals if not _HEDGE_RE.search(r.meta["response"][:200])]
