@@ -30,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):  # -> ScorerTrainConfig
     """Default config of the kind <- YAML file <- variant overrides <- command-line options."""
     from safealign.scoring.hub import VARIANTS, scorer_dir
-    from safealign.scoring.train import KIND_DEFAULTS, ScorerTrainConfig
+    from safealign.scoring.train import ScorerTrainConfig
 
     cli = {k[len("cfg::"):]: v for k, v in vars(args).items() if k.startswith("cfg::")}
     if "kind" in cli and cli["kind"] != args.kind:
         raise ConfigError(f"--kind {cli['kind']} contradicts the positional kind '{args.kind}'")
-    over: dict = {} if args.config is not None else dict(KIND_DEFAULTS.get(args.kind, {}))
+    over: dict = {}
     if args.variant:
         over |= {**VARIANTS[args.variant], "output": str(scorer_dir(args.kind, args.variant))}
     over |= {**cli, "kind": args.kind}
@@ -44,7 +44,9 @@ def build_config(args: argparse.Namespace):  # -> ScorerTrainConfig
         if cfg.kind != args.kind:
             raise ConfigError(f"{args.config} is a {cfg.kind} config, not {args.kind}")
         return cfg
-    return ScorerTrainConfig.from_dict(merge_dotted({}, over), where="command line")
+    # without a YAML file: the shipped default of the kind (per-kind defaults included), as hub.variant_config
+    return ScorerTrainConfig.from_dict(merge_dotted(ScorerTrainConfig.default(args.kind).to_dict(), over),
+                                       where="command line")
 
 
 def run(args: argparse.Namespace) -> int:

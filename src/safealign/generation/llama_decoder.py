@@ -121,10 +121,11 @@ class LlamaDecoder:
         b = self.batch_hint
         for layer in self.model.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
+            qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])  # [(H+2K)*D, E]
             layers.append({
                 "ln_attn": layer.input_layernorm.weight,
-                "qkv": PackedLinear(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]), b),
-                "o": PackedLinear(attn.o_proj.weight, b),  # qkv above: [(H+2K)*D, E]
+                "qkv": PackedLinear(qkv, b),
+                "o": PackedLinear(attn.o_proj.weight, b),
                 "ln_mlp": layer.post_attention_layernorm.weight,
                 "gate_up": PackedLinear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), b),  # [2F, E]
                 "down": PackedLinear(mlp.down_proj.weight, b),
