@@ -436,3 +436,48 @@ def test_warmstart_questions_cap_the_whole_conversation(tmp_path):
     cfg = WarmStartConfig(self_distill=0, questions=10, questions_data=str(_capped_dialogues(tmp_path)))
     prompts = _benign_prompts(cfg, random.Random(0), 0, None, [], max_prompt_chars=600)
     assert sorted(m[-1]["content"] for m in prompts) == ["How do I trap a possum?", "Short question?"]
+
+
+def test_guided_refusals_add_an_opener_sample_only_where_no_sample_refuses(smol_tokenizer, tiny_llama):
+    import math
+    import random
+
+    from safealign.generation import Generation, HFEngine, SamplingConfig
+    from safealign.train.rollout import guided_refusals
+
+    engine = HFEngine(tiny_llama, smol_tokenizer)
+    prompts = [[{"role": "user", "content": c}] for c in ("how to make a bomb", "steal a car", "bake a cake")]
+    gen = lambda i, text: Generation(i, text, [1, 2], [0.0, 0.0], "eos", 5)  # noqa: E731
+    rows = [[gen(0, "Sure, here is how."), gen(0, "Step 1: buy")],     # harmful, all comply -> guided
+            [gen(1, "Sure."), gen(1, "I'm sorry, but I can't do that.")],  # harmful, one refusal -> not guided
+            [gen(2, "Mix flour."), gen(2, "Preheat the oven.")]]        # benign -> never guided
+    cfg = SamplingConfig(max_new_tokens=12, temperature=1.0, seed=3)
+    opener = "I can't help with that."
+    out = guided_refusals(engine, prompts, [True, True, False], rows, cfg, [opener], random.Random(0))
+    assert len(out) == 1 and out[0].prompt_index == 0 and out[0].meta["guided"]
+    assert out[0].text.startswith(opener)
+    full = engine.encode(prompts[:1], cfg, [opener])[0]
+    base = engine.encode(prompts[:1], cfg)[0]
+    n_open = len(full) - len(base)
+    # prompt + the sample's tokens is exactly what the continuation was conditioned on
+    assert base + out[0].token_ids[:n_open] == full
+    assert all(math.isnan(x) for x in out[0].logprobs[:n_open])
+    assert not any(math.isnan(x) for x in out[0].logprobs[n_open:])
+    assert len(out[0].token_ids) <= cfg.max_new_tokens  # the opener counts against the token budget
+    assert guided_refusals(engine, prompts, [False, False, False], rows, cfg, [opener], random.Random(0)) == []
+
+
+def test_guided_samples_train_but_do_not_move_the_multiplier_or_the_logged_rates(tmp_path):
+    """The tiny model never refuses, so each harmful prompt gets one guided sample; λ and rates ignore it."""
+    plain = make_trainer(str(tmp_path / "plain"), steps=1, checkpoint_every=0)
+    plain.train()
+    guided = make_trainer(str(tmp_path / "guided"), steps=1, checkpoint_every=0, guided_refusals=True)
+    guided.train()
+    row = lambda d: json.loads((tmp_path / d / "log.jsonl").read_text().splitlines()[-1])  # noqa: E731
+    p, g = row("plain"), row("guided")
+    assert p["guided"] == 0 and g["guided"] == 1  # 2 prompts per step, harmful_fraction 0.5
+    assert g["completions"] == p["completions"] + 1
+    for key in ("constraint/lambda", "cost", "unsafe_rate", "reward", "violating_prompts"):
+        assert g[key] == pytest.approx(p[key], abs=1e-9), key
+    wp, wg = final_weights(tmp_path / "plain"), final_weights(tmp_path / "guided")
+    assert any(not torch.equal(wp[k], wg[k]) for k in wp)  # the guided sample took part in the update

@@ -149,6 +149,15 @@ class AlignConfig(ConfigBase):
                   "cost exceeds this margin (Llama 2's piecewise safety reward: the safety score counts for prompts "
                   "tagged risky, or when it signals clear harm), so the cost model's false alarms on safe requests "
                   "do not teach refusing; 0 = off")
+    guided_refusals: bool = option(
+        False, help="a harmful-pool prompt none of whose samples refuses gets one extra sample that starts with one "
+                    "of guide_openers and is finished by the policy, so its group has a refusal to prefer (off-policy: "
+                    "the opener's gradient is a biased, advantage-weighted likelihood push; the multiplier and the "
+                    "logged rates see only the policy's own samples)")
+    guide_openers: list[str] = option(
+        default_factory=lambda: ["I'm sorry, but I can't help with that.", "I can't help with that request.",
+                                 "I won't help with this."],
+        help="refusal openers of guided_refusals, one drawn per guided sample")
     rollout_copy: bool = option(
         True, help="sample rollouts from a merged copy of the policy in the compute dtype (faster; one more "
                    "copy of the weights in memory)")
@@ -179,3 +188,5 @@ class AlignConfig(ConfigBase):
         require(set(self.report_to) <= {"jsonl", "tensorboard"}, "report_to takes jsonl and/or tensorboard")
         require(self.checkpoint_every >= 0 and self.keep_checkpoints >= 1, "bad checkpoint options")
         require(self.trusted_benign_margin >= 0, "trusted_benign_margin must be >= 0")
+        require(not self.guided_refusals or any(o.strip() for o in self.guide_openers),
+                "guided_refusals needs at least one non-empty guide_openers entry")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from safealign.data.records import Message
+from safealign.generation import Generation, SamplingConfig
 from safealign.models.adapters import autocast_forward
 
 
@@ -101,6 +104,49 @@ def trusted_benign_costs(cost: torch.Tensor, harmful: torch.Tensor, threshold: f
         return cost
     mild = ~harmful & (cost <= margin)
     return torch.where(mild, cost.clamp(max=threshold), cost)
+
+
+def guided_refusals(engine: Any, prompts: Sequence[list[Message]], is_harmful: Sequence[bool],
+                    rows: Sequence[Sequence[Generation]], sampling: SamplingConfig, openers: Sequence[str],
+                    rng: random.Random) -> list[Generation]:
+    """One extra sample for each harmful-pool prompt none of whose k samples refuses, continued from an opener.
+
+    Why: a group-relative advantage can only move a prompt towards something its group sampled. A policy
+    that complies with every sample of a harmful prompt gives GRPO nothing to prefer, however large the
+    multiplier grows (docs/results.md, session 11: a seed whose warm start never samples refusals). The
+    extra sample starts with a refusal opener and the policy writes the rest, so the group holds one
+    refusal to compare against (off-policy guidance in the manner of LUFFY, Yan et al., 2025). The opener's
+    tokens were not sampled from the policy: their gradient is an advantage-weighted likelihood push, a
+    biased estimate, like SFT on the opener; the continuation is the policy's own. The scorers price the
+    whole response, so an opener followed by harm costs what harm costs. Returns the extra samples with
+    ``meta["guided"] = True``; their ``token_ids`` include the opener's and its log-probs are NaN.
+    """
+    from safealign.scoring.data import looks_like_refusal
+
+    todo = [i for i, row in enumerate(rows)
+            if is_harmful[i] and not any(looks_like_refusal(g.text) for g in row)]
+    if not todo or not openers:
+        return []
+    chosen = [rng.choice(list(openers)) for _ in todo]
+    sub = [prompts[i] for i in todo]
+    base = engine.encode(sub, sampling)
+    full = engine.encode(sub, sampling, chosen)
+    # the opener must tokenize as a continuation of the prompt (a left-truncated prompt would not)
+    keep = [j for j in range(len(todo)) if len(full[j]) > len(base[j]) and full[j][: len(base[j])] == base[j]]
+    if not keep:
+        return []
+    widest = max(len(full[j]) - len(base[j]) for j in keep)
+    cont_cfg = SamplingConfig(**{**sampling.to_dict(), "n": 1, "seed": sampling.seed + 50_021,
+                                 "max_new_tokens": max(1, sampling.max_new_tokens - widest)})
+    cont = engine.generate([sub[j] for j in keep], cont_cfg, prefixes=[chosen[j] for j in keep])
+    out = []
+    for j, row in zip(keep, cont, strict=True):
+        g, opener_ids = row[0], full[j][len(base[j]):]
+        ids = opener_ids + g.token_ids
+        out.append(Generation(todo[j], engine.tokenizer.decode(ids, skip_special_tokens=True), ids,
+                              [math.nan] * len(opener_ids) + list(g.logprobs), g.finish_reason, len(base[j]),
+                              {"guided": True, "opener": chosen[j]}))
+    return out
 
 
 @dataclass

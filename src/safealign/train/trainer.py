@@ -37,6 +37,7 @@ from safealign.train.rollout import (
     RolloutCopy,
     SequenceBatch,
     build_sequences,
+    guided_refusals,
     refusal_rules,
     response_logprobs,
     trusted_benign_costs,
@@ -175,8 +176,13 @@ class RLTrainer:
         if self.rollout_copy is not None:
             self.rollout_copy.sync()
         gens = self.engine.generate(prompts, sampling)
-        gen_time = time.perf_counter() - t0
         flat = [g for row in gens for g in row]
+        if cfg.guided_refusals:
+            flat += guided_refusals(self.engine, prompts, is_harmful, gens, sampling,
+                                    [o for o in cfg.guide_openers if o.strip()],
+                                    random.Random(f"{cfg.seed}-guide-{self.step}"))
+        gen_time = time.perf_counter() - t0
+        guided = torch.tensor([bool(g.meta.get("guided")) for g in flat])  # [N] off-policy guided samples
         flat_prompts = [prompts[g.prompt_index] for g in flat]
         responses = [g.text for g in flat]
         reward = torch.as_tensor(self.reward_scorer.score(flat_prompts, responses).mean, dtype=torch.float32)
@@ -196,7 +202,7 @@ class RLTrainer:
         batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
         return {"prompts": prompts, "is_harmful": is_harmful, "gens": flat, "reward": reward, "cost": cost,
-                "group": group, "batch": batch, "gen_time": gen_time,
+                "group": group, "guided": guided, "batch": batch, "gen_time": gen_time,
                 "new_tokens": sum(g.num_tokens for g in flat)}
 
     def _advantages(self, ro: dict[str, Any], old_logp: torch.Tensor, ref_logp: torch.Tensor,
@@ -295,8 +301,9 @@ class RLTrainer:
             self.optimizer.zero_grad(set_to_none=True)
         for k in ("loss", "kl", "clip_frac", "value_loss"):
             stats[k] /= cfg.ppo_epochs
-        cost_all = self.accelerator.gather(ro["cost"].to(self.device)).cpu()
-        group_all = self.accelerator.gather(ro["group"].to(self.device)).cpu()
+        own = ~ro["guided"]  # the multiplier follows the policy's own samples, not the guided ones
+        cost_all = self.accelerator.gather(ro["cost"][own].to(self.device)).cpu()
+        group_all = self.accelerator.gather(ro["group"][own].to(self.device)).cpu()
         self.handler.update(cost_all, group_all)
         elapsed = time.perf_counter() - t_start
         return {**stats, **self._batch_metrics(ro), "entropy": float(L.masked_mean(entropy, mask_full)),
@@ -306,13 +313,15 @@ class RLTrainer:
 
     def _batch_metrics(self, ro: dict[str, Any]) -> dict[str, float]:
         d = self.cfg.constraint.threshold
-        cost, reward, group = ro["cost"], ro["reward"], ro["group"]
+        own = ~ro["guided"]  # rates describe the policy, so guided samples are left out
+        cost, reward, group = ro["cost"][own], ro["reward"][own], ro["group"][own]
         harmful = torch.tensor([ro["is_harmful"][int(g)] for g in group])
         viol = (cost > d).float()
         per_prompt = torch.stack([viol[group == g].mean() for g in group.unique()])
         out = {"reward": float(reward.mean()), "cost": float(cost.mean()), "unsafe_rate": float(viol.mean()),
                "violating_prompts": float((per_prompt > self.cfg.violation_tau).float().mean()),
-               "response_tokens": float(np.mean([g.num_tokens for g in ro["gens"]]))}
+               "response_tokens": float(np.mean([g.num_tokens for g in ro["gens"] if not g.meta.get("guided")])),
+               "guided": float(ro["guided"].sum())}
         if harmful.any():
             out["cost_harmful"] = float(cost[harmful].mean())
         if (~harmful).any():
