@@ -481,3 +481,37 @@ def test_guided_samples_train_but_do_not_move_the_multiplier_or_the_logged_rates
         assert g[key] == pytest.approx(p[key], abs=1e-9), key
     wp, wg = final_weights(tmp_path / "plain"), final_weights(tmp_path / "guided")
     assert any(not torch.equal(wp[k], wg[k]) for k in wp)  # the guided sample took part in the update
+
+
+def test_shared_prompt_forward_matches_the_plain_layout_in_values_and_gradients(smol_tokenizer, tiny_llama):
+    """Each distinct prompt forwarded once, its cache indexed per response: same log-probs, hidden states and
+    LoRA gradients as running every prompt with every response (left-padded prompts of other lengths,
+    right-padded responses of other lengths, a group of one, a one-token response)."""
+    from peft import LoraConfig, get_peft_model
+
+    from safealign.train.rollout import _shared_prompt_logits, build_sequences, response_logprobs
+
+    model = get_peft_model(tiny_llama, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                                  init_lora_weights=False))
+    enc = lambda text: smol_tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    p_long, p_short, p_one = enc("Tell me a story about a dragon and a knight."), enc("Hi!"), enc("Why is the sky blue?")
+    prompts = [p_long, p_long, p_short, p_long, p_short, p_one]
+    responses = [enc("Once upon a time"), enc("No."), enc("Hello there, friend"), enc("A"), enc("Hey"),
+                 enc("Because of scattering of light")]
+    batch = build_sequences(prompts, responses, smol_tokenizer.pad_token_id)
+    mask = batch.response_mask.float()
+    assert _shared_prompt_logits(model, build_sequences(prompts[:1], responses[:1], 0), "cpu", False) is None
+
+    def run(share: bool):
+        model.zero_grad(set_to_none=True)
+        lp, _, hid = response_logprobs(model, batch, "cpu", torch.float32, want_hidden=True, share_prompts=share)
+        ((lp * mask).sum() + hid.square().mean()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return (lp * mask).detach(), hid.detach() * mask[..., None], grads
+
+    plain, shared = run(False), run(True)
+    torch.testing.assert_close(shared[0], plain[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared[1], plain[1], atol=1e-5, rtol=0)
+    assert plain[2] and plain[2].keys() == shared[2].keys()
+    for name in plain[2]:
+        torch.testing.assert_close(shared[2][name], plain[2][name], atol=1e-5, rtol=1e-4, msg=name)

@@ -158,6 +158,10 @@ class AlignConfig(ConfigBase):
         default_factory=lambda: ["I'm sorry, but I can't help with that.", "I can't help with that request.",
                                  "I won't help with this."],
         help="refusal openers of guided_refusals, one drawn per guided sample")
+    share_prompts: bool = option(
+        True, help="the reference and training passes run each distinct prompt of a minibatch once and let its k "
+                   "responses attend to its cached keys and values (the same math up to rounding; ~3/8 fewer tokens "
+                   "through the model at k = 4 with prompts as long as responses)")
     rollout_copy: bool = option(
         True, help="sample rollouts from a merged copy of the policy in the compute dtype (faster; one more "
                    "copy of the weights in memory)")

@@ -196,18 +196,25 @@ def build_sequences(prompt_ids: list[list[int]], response_ids: list[list[int]], 
 
 
 def response_logprobs(model: Any, batch: SequenceBatch, device: str, dtype: torch.dtype, want_entropy: bool = False,
-                      want_hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+                      want_hidden: bool = False, share_prompts: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Per-token log p(response token) [N, T], optional entropy [N, T] and last hidden state [N, T, H].
 
     Logits are computed for the response columns only (the layout aligns them): on a 49k vocabulary the
     head and the log-softmax over prompt positions would cost as much as the rest of the model.
+    ``share_prompts``: rows with the same prompt (the k samples of a group) run it through the model once
+    (:func:`_shared_prompt_logits`); the same math, fewer tokens.
     """
     t = batch.response_mask.shape[1]
     with autocast_forward(model, device, dtype):
-        out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
-                    position_ids=batch.position_ids.to(device), logits_to_keep=t + 1,
-                    output_hidden_states=want_hidden, use_cache=False)
-    logits = out.logits[:, -(t + 1):-1, :].float()  # [N, T, V]: column P - 1 + j predicts response token j
+        shared = _shared_prompt_logits(model, batch, device, want_hidden) if share_prompts else None
+        if shared is None:
+            out = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                        position_ids=batch.position_ids.to(device), logits_to_keep=t + 1,
+                        output_hidden_states=want_hidden, use_cache=False)
+            shared = (out.logits[:, -(t + 1):-1, :],  # column P - 1 + j predicts response token j
+                      out.hidden_states[-1][:, -(t + 1):-1, :] if want_hidden else None)
+    logits, hidden = shared[0].float(), shared[1]  # [N, T, V], [N, T, H]
     targets = batch.input_ids[:, batch.prompt_width:].to(device)  # [N, T]
     logp_all = torch.log_softmax(logits, -1)
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
@@ -215,8 +222,56 @@ def response_logprobs(model: Any, batch: SequenceBatch, device: str, dtype: torc
     if want_entropy:
         with torch.no_grad():
             entropy = -(logp_all.exp() * logp_all).sum(-1)
-    hidden = out.hidden_states[-1][:, -(t + 1):-1, :].float() if want_hidden else None
-    return logp, entropy, hidden
+    return logp, entropy, hidden.float() if hidden is not None else None
+
+
+def _shared_prompt_logits(model: Any, batch: SequenceBatch, device: str, want_hidden: bool
+                          ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """Logits [N, T, V] (and last hidden states [N, T, H]) predicting the response tokens, each distinct prompt
+    forwarded once; None when no two rows share a prompt.
+
+    Why: GRPO scores k samples of each prompt, and the plain layout runs every prompt k times through the
+    model, in the training pass with its backward too. Causal attention lets no prompt token see a response,
+    so one forward of each distinct prompt gives keys and values that every response of that prompt can
+    attend to; indexing the cache per row is differentiable, so the prompt's gradient is the sum over its
+    responses, as in the plain layout. At k = 4 and prompts about as long as responses this is ~3/8 fewer
+    tokens through the model. The result equals the plain layout's up to floating-point rounding (tested).
+    """
+    width, t = batch.prompt_width, batch.response_mask.shape[1]
+    ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+    position = batch.position_ids.to(device)
+    prompts = torch.cat([ids[:, :width], mask[:, :width]], 1)  # [N, 2P] a row's prompt, padding included
+    uniq, row_of = torch.unique(prompts, dim=0, return_inverse=True)  # [G, 2P], [N]
+    if uniq.shape[0] == ids.shape[0] or width == 0:
+        return None
+    first = row_of.new_full((uniq.shape[0],), ids.shape[0]).scatter_reduce(
+        0, row_of, torch.arange(ids.shape[0], device=row_of.device), "amin")  # [G] a row of each prompt
+    head = model(input_ids=ids[first, :width], attention_mask=mask[first, :width], position_ids=position[first, :width],
+                 logits_to_keep=1, output_hidden_states=want_hidden, use_cache=True)
+    logits = [head.logits[row_of]]  # [N, 1, V]: the prompt's last column predicts response token 0
+    hidden = [head.hidden_states[-1][row_of, -1:]] if want_hidden else []
+    if t > 1:
+        name = _cache_argument(model)
+        cache = getattr(head, name)
+        cache.batch_select_indices(row_of)  # [G, ...] -> [N, ...], differentiable
+        # the last response token predicts nothing, so responses feed columns 0 .. T-2
+        out = model(input_ids=ids[:, width:width + t - 1], attention_mask=mask[:, :width + t - 1],
+                    position_ids=position[:, width:width + t - 1], use_cache=True,
+                    output_hidden_states=want_hidden, **{name: cache})
+        logits.append(out.logits)  # [N, T - 1, V]
+        if want_hidden:
+            hidden.append(out.hidden_states[-1])
+    return torch.cat(logits, 1), torch.cat(hidden, 1) if want_hidden else None
+
+
+def _cache_argument(model: Any) -> str:
+    """The name of the KV-cache argument and output: ``cache`` in recent transformers, else ``past_key_values``."""
+    import inspect
+
+    inner = model
+    while hasattr(inner, "get_base_model") or hasattr(inner, "module"):  # peft / DDP wrappers
+        inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner.module
+    return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
 
 
 class RolloutCopy:

@@ -156,7 +156,8 @@ class RLTrainer:
     # ------------------------------------------------------------------ log-probs
     def _forward_logprobs(self, model: Any, batch: SequenceBatch, want_entropy: bool = False,
                           want_hidden: bool = False) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        return response_logprobs(model, batch, self.device, self.compute_dtype, want_entropy, want_hidden)
+        return response_logprobs(model, batch, self.device, self.compute_dtype, want_entropy, want_hidden,
+                                 share_prompts=self.cfg.share_prompts)
 
     def _ref_logprobs(self, batch: SequenceBatch) -> torch.Tensor:
         with torch.no_grad():
