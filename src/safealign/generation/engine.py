@@ -168,9 +168,8 @@ class HFEngine(Engine):
         eos = getattr(gen_cfg, "eos_token_id", None)
         stops.update(eos if isinstance(eos, list) else [eos])
         self.stop_ids = sorted(t for t in stops if t is not None)
-        params = _forward_params(model)
-        # transformers renamed past_key_values -> cache (5.x); logits_to_keep skips the prompt's logits
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        params = forward_params(model)
+        self._cache_arg = cache_argument(model)  # logits_to_keep (below) skips the prompt's logits
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     @classmethod
@@ -285,7 +284,7 @@ class _HFStepper:
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # [B, T]
         out = self.engine.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                 use_cache=True, **self.engine._keep_last)
-        self.past = _cache_of(out)
+        self.past = cache_of(out)
         self.position = position_ids[:, -1:] + 1  # [B, 1]
         return out.logits[:, -1, :].float()  # [B, V]
 
@@ -293,17 +292,25 @@ class _HFStepper:
         self.attn = torch.cat([self.attn, torch.ones_like(self.attn[:, :1])], dim=-1)
         out = self.engine.model(input_ids=next_ids[:, None], attention_mask=self.attn, position_ids=self.position,
                                 use_cache=True, **{self.engine._cache_arg: self.past})
-        self.past = _cache_of(out)
+        self.past = cache_of(out)
         self.position = self.position + 1
         return out.logits[:, -1, :].float()
 
 
-def _forward_params(model: Any) -> set[str]:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+def forward_params(model: Any) -> set[str]:
+    """The argument names of the model's forward, under a DDP or peft wrapper."""
+    base = getattr(model, "module", model)
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
     return set(inspect.signature(base.forward).parameters)
 
 
-def _cache_of(out: Any) -> Any:
+def cache_argument(model: Any) -> str:
+    """The KV cache's argument name: transformers renamed past_key_values to cache in 5.x."""
+    return "cache" if "cache" in forward_params(model) else "past_key_values"
+
+
+def cache_of(out: Any) -> Any:
+    """The KV cache of a forward's output, under either name."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 

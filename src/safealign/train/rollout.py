@@ -12,6 +12,7 @@ import torch
 
 from safealign.data.records import Message
 from safealign.generation import Generation, SamplingConfig
+from safealign.generation.engine import cache_argument, cache_of
 from safealign.models.adapters import autocast_forward
 
 
@@ -251,8 +252,8 @@ def _shared_prompt_logits(model: Any, batch: SequenceBatch, device: str, want_hi
     logits = [head.logits[row_of]]  # [N, 1, V]: the prompt's last column predicts response token 0
     hidden = [head.hidden_states[-1][row_of, -1:]] if want_hidden else []
     if t > 1:
-        name = _cache_argument(model)
-        cache = getattr(head, name)
+        name = cache_argument(model)
+        cache = cache_of(head)
         cache.batch_select_indices(row_of)  # [G, ...] -> [N, ...], differentiable
         # the last response token predicts nothing, so responses feed columns 0 .. T-2
         out = model(input_ids=ids[:, width:width + t - 1], attention_mask=mask[:, :width + t - 1],
@@ -262,16 +263,6 @@ def _shared_prompt_logits(model: Any, batch: SequenceBatch, device: str, want_hi
         if want_hidden:
             hidden.append(out.hidden_states[-1])
     return torch.cat(logits, 1), torch.cat(hidden, 1) if want_hidden else None
-
-
-def _cache_argument(model: Any) -> str:
-    """The name of the KV-cache argument and output: ``cache`` in recent transformers, else ``past_key_values``."""
-    import inspect
-
-    inner = model
-    while hasattr(inner, "get_base_model") or hasattr(inner, "module"):  # peft / DDP wrappers
-        inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner.module
-    return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
 
 
 class RolloutCopy:
