@@ -156,12 +156,13 @@ def sample_next(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Gene
 class HFEngine(Engine):
     """Sampling on any transformers causal LM (plain, LoRA-wrapped, any device)."""
 
-    def __init__(self, model: Any, tokenizer: Any, fast: bool = True):
+    def __init__(self, model: Any, tokenizer: Any, fast: bool = True, share_prefill: bool = True):
         from safealign.models.loading import contiguous_lm_head_input
 
         self.model = contiguous_lm_head_input(model)
         self.tokenizer = tokenizer
         self.fast = fast  # the lean Llama forward (llama_decoder.py) where it applies
+        self.share_prefill = share_prefill  # rows with the same prompt (the n samples) prefill it once
         self.last_stats = GenerationStats()
         stops = {tokenizer.eos_token_id}
         gen_cfg = getattr(model, "generation_config", None)
@@ -233,15 +234,24 @@ class HFEngine(Engine):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         width = max(len(x) for x in batch)
         bsz = len(batch)
-        input_ids = torch.full((bsz, width), pad, dtype=torch.long)
-        attn = torch.zeros((bsz, width), dtype=torch.long)
-        for r, ids in enumerate(batch):  # left padding: every row's next token sits in the last column
+        # The n samples of a prompt sit side by side in a batch; causal attention makes their prefill the same,
+        # so each distinct prompt is prefilled once and its cache rows are copied (the same math, fewer tokens).
+        distinct: dict[tuple[int, ...], int] = {}
+        row_of = [distinct.setdefault(tuple(ids), len(distinct)) for ids in batch] if self.share_prefill else []
+        prefill = [list(ids) for ids in distinct] if row_of and len(distinct) < bsz else batch
+        input_ids = torch.full((len(prefill), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(prefill), width), dtype=torch.long)
+        for r, ids in enumerate(prefill):  # left padding: every row's next token sits in the last column
             input_ids[r, width - len(ids):] = torch.tensor(ids)
             attn[r, width - len(ids):] = 1
         input_ids, attn = input_ids.to(device), attn.to(device)
         stepper = decoder or _HFStepper(self)
         stop = torch.tensor(self.stop_ids, device=device)
-        logits = stepper.start(input_ids, attn, cfg.max_new_tokens)  # [B, V] float32
+        logits = stepper.start(input_ids, attn, cfg.max_new_tokens)  # [G, V] float32
+        if prefill is not batch:
+            index = torch.tensor(row_of, device=device)  # [B] the prefilled row of each batch row
+            stepper.select_rows(index)
+            logits = logits[index]  # [B, V]
         done = torch.zeros(bsz, dtype=torch.bool, device=device)
         tokens: list[torch.Tensor] = []
         logps: list[torch.Tensor] = []
@@ -287,6 +297,11 @@ class _HFStepper:
         self.past = cache_of(out)
         self.position = position_ids[:, -1:] + 1  # [B, 1]
         return out.logits[:, -1, :].float()  # [B, V]
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Continue with these rows of the prefilled batch (index: [B'], repeats allowed)."""
+        self.past.batch_select_indices(index)
+        self.attn, self.position = self.attn[index], self.position[index]
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
         self.attn = torch.cat([self.attn, torch.ones_like(self.attn[:, :1])], dim=-1)

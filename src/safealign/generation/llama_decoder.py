@@ -108,6 +108,11 @@ class LlamaDecoder:
         self.position = self.position[:, -1:] + 1  # [B, 1]
         return logits
 
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Continue with these rows of the prefilled batch (index: [B'], repeats allowed)."""
+        self.cache = [(k[index], v[index]) for k, v in self.cache]
+        self.key_ok, self.position = self.key_ok[index], self.position[index]
+
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Decode. next_ids: [B] -> next-token logits [B, V] float32."""
         self.key_ok[:, self.length] = True
