@@ -3,7 +3,7 @@
 SmolLM2-135M-Instruct, 2 prompts x 4 generations, 64 new tokens, LoRA, the same KL coefficient and number of
 steps, and the same cheap rule-based reward in both (so the scorers do not dominate the comparison).
 
-    python bench/rl_throughput.py [--steps 4] [--skip-trl]
+    python bench/rl_throughput.py [--steps 4] [--skip-trl] [--ablate-sharing]
 
 Prints completions/s for both, the ratio, and the achieved training GFLOP/s (estimated: 2·N FLOPs per token
 for a forward pass, 4·N for forward + backward through frozen LoRA weights, N = parameters; no
@@ -38,7 +38,7 @@ class RuleScorer(Scorer):
         return Scores(m, np.zeros_like(m))
 
 
-def run_ours(prompts, steps: int, beta: float, dtype: str) -> dict:
+def run_ours(prompts, steps: int, beta: float, dtype: str, share_prompts: bool = True) -> dict:
     from safealign.train.config import AlignConfig
     from safealign.train.trainer import RLTrainer
 
@@ -46,6 +46,7 @@ def run_ours(prompts, steps: int, beta: float, dtype: str) -> dict:
         cfg = AlignConfig.from_dict({
             "out_dir": out, "steps": steps, "prompts_per_step": 2, "samples_per_prompt": 4, "kl_coef": beta,
             "dtype": dtype, "checkpoint_every": 0, "minibatch_size": 8, "entropy_log": False,
+            "share_prompts": share_prompts,
             "sampling": {"max_new_tokens": 64, "temperature": 1.0, "top_p": 1.0},
             "constraint": {"method": "reward_only"}})
         tr = RLTrainer(cfg, reward_scorer=RuleScorer("reward"), cost_scorer=RuleScorer("cost"),
@@ -112,17 +113,24 @@ def main() -> None:
     ap.add_argument("--beta", type=float, default=0.05, help="KL coefficient (both trainers)")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--skip-trl", action="store_true")
+    ap.add_argument("--ablate-sharing", action="store_true",
+                    help="also time ours with share_prompts off (each prompt run once per sample)")
     args = ap.parse_args()
     dtype = "bfloat16" if hardware.resolve_dtype(args.dtype) == torch.bfloat16 else "float32"
     print(hardware.describe(), f"bench dtype={dtype}")
     prompts = [r.messages for r in load_dataset("alpaca-eval")][:64]
+    if args.ablate_sharing:
+        plain = run_ours(prompts, args.steps, args.beta, dtype, share_prompts=False)
+        print(f"safealign, share_prompts off: {plain['completions']} completions in {plain['seconds']:.1f} s = "
+              f"{plain['completions'] / plain['seconds']:.2f} completions/s")
     ours = run_ours(prompts, args.steps, args.beta, dtype)
     ours_cps = ours["completions"] / ours["seconds"]
     # FLOPs: generation 2N per new token; training per sequence token: reference pass 2N (when beta > 0) and the
     # grad pass 4N (forward + activations' backward through frozen weights; LoRA grads are tiny). GRPO with one
     # epoch is on-policy, so the trainer runs no separate no-grad policy pass. Sequence ~ prompt + response.
     n = ours["params"]
-    seq_tokens = ours["gen_tokens"] * 2  # prompts here are about as long as responses
+    # prompts here are about as long as responses; share_prompts runs each of them once for its 4 samples
+    seq_tokens = ours["gen_tokens"] * (1 + 1 / 4)
     flops = 2 * n * ours["gen_tokens"] + ((2 if args.beta > 0 else 0) + 4) * n * seq_tokens
     print(f"safealign: {ours['completions']} completions in {ours['seconds']:.1f} s = {ours_cps:.2f} completions/s; "
           f"~{flops / ours['seconds'] / 1e9:.1f} GFLOP/s achieved (estimate)")

@@ -159,9 +159,10 @@ class AlignConfig(ConfigBase):
                                  "I won't help with this."],
         help="refusal openers of guided_refusals, one drawn per guided sample")
     share_prompts: bool = option(
-        True, help="the reference and training passes run each distinct prompt of a minibatch once and let its k "
-                   "responses attend to its cached keys and values (the same math up to rounding; ~3/8 fewer tokens "
-                   "through the model at k = 4 with prompts as long as responses)")
+        True, help="rows with the same prompt (the k samples of a group) run it through the model once: the rollout's "
+                   "prefill copies its cache rows, and the reference and training passes let the k responses attend "
+                   "to its cached keys and values (the same math up to rounding; ~3/8 fewer tokens through the model "
+                   "at k = 4 with prompts as long as responses)")
     rollout_copy: bool = option(
         True, help="sample rollouts from a merged copy of the policy in the compute dtype (faster; one more "
                    "copy of the weights in memory)")

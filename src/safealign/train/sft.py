@@ -351,7 +351,8 @@ def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: st
     base = load_causal_lm(model_ref, dtype=dtype, device=device)
     build, train = ((warmstart_pairs, preference_warmstart) if cfg.objective == "dpo"
                     else (warmstart_examples, supervised_warmstart))
-    data = build(cfg, HFEngine(base, tokenizer), seed, limit=cfg.steps * cfg.batch_size)
+    # one answer per prompt, nothing to share; and a cached warm start must match a fresh one bit for bit
+    data = build(cfg, HFEngine(base, tokenizer, share_prefill=False), seed, limit=cfg.steps * cfg.batch_size)
     torch.manual_seed(seed)
     model = get_peft_model(base, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
                                             target_modules=list(target_modules), task_type="CAUSAL_LM"))

@@ -132,7 +132,8 @@ class RLTrainer:
         self.policy, self.optimizer = self.accelerator.prepare(self.policy, self.optimizer)
         unwrapped = self.accelerator.unwrap_model(self.policy)
         self.rollout_copy = RolloutCopy(unwrapped, self.compute_dtype) if cfg.rollout_copy else None
-        self.engine = HFEngine(self.rollout_copy.model if self.rollout_copy else unwrapped, tokenizer)
+        self.engine = HFEngine(self.rollout_copy.model if self.rollout_copy else unwrapped, tokenizer,
+                               share_prefill=cfg.share_prompts)
 
         self.reward_scorer = reward_scorer or _load_scorer(cfg.reward_model, "reward")
         self.cost_scorer = cost_scorer or _load_scorer(cfg.cost_model, "cost")
