@@ -245,8 +245,8 @@ def _shared_prompt_logits(model: Any, batch: SequenceBatch, device: str, want_hi
     uniq, row_of = torch.unique(prompts, dim=0, return_inverse=True)  # [G, 2P], [N]
     if uniq.shape[0] == ids.shape[0] or width == 0:
         return None
-    first = row_of.new_full((uniq.shape[0],), ids.shape[0]).scatter_reduce(
-        0, row_of, torch.arange(ids.shape[0], device=row_of.device), "amin")  # [G] a row of each prompt
+    # [G] one row of each prompt (rows of one prompt are identical, so whichever the scatter keeps will do)
+    first = torch.empty_like(row_of[: uniq.shape[0]]).scatter_(0, row_of, torch.arange(len(row_of), device=device))
     head = model(input_ids=ids[first, :width], attention_mask=mask[first, :width], position_ids=position[first, :width],
                  logits_to_keep=1, output_hidden_states=want_hidden, use_cache=True)
     logits = [head.logits[row_of]]  # [N, 1, V]: the prompt's last column predicts response token 0

@@ -322,7 +322,7 @@ class RLTrainer:
         per_prompt = torch.stack([viol[group == g].mean() for g in group.unique()])
         out = {"reward": float(reward.mean()), "cost": float(cost.mean()), "unsafe_rate": float(viol.mean()),
                "violating_prompts": float((per_prompt > self.cfg.violation_tau).float().mean()),
-               "response_tokens": float(np.mean([g.num_tokens for g in ro["gens"] if not g.meta.get("guided")])),
+               "response_tokens": float(np.mean([g.num_tokens for g, o in zip(ro["gens"], own.tolist(), strict=True) if o])),
                "guided": float(ro["guided"].sum())}
         if harmful.any():
             out["cost_harmful"] = float(cost[harmful].mean())
