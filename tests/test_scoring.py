@@ -495,3 +495,17 @@ def test_reward_refusal_negatives_can_include_the_refusal_datasets_hedge():
     assert rejected[True]["train"] == set(D.REFUSALS_TRAIN + D.HEDGED_REFUSALS_TRAIN)
     assert rejected[True]["test"] <= set(D.REFUSALS_EVAL + D.HEDGED_REFUSALS_EVAL)
     assert rejected[True]["test"] & set(D.HEDGED_REFUSALS_EVAL)
+
+
+def test_text_encoder_length_sorted_batches_keep_the_input_order(tiny_bert_dir):
+    """Batching by length is an optimisation only: each text gets the embedding it gets alone."""
+    from safealign.evaluate.judges import TextEncoder
+
+    texts = ["short", "a much longer text that needs many more tokens than the others do", "mid length text",
+             "x", "another fairly long sentence about nothing at all, really", "two words"]
+    enc = TextEncoder(str(tiny_bert_dir), batch_size=2, dtype="float32", device="cpu")
+    batched = enc.encode(texts)
+    alone = np.concatenate([enc.encode([t]) for t in texts])
+    assert batched.shape == (6, 32)
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    assert enc.encode([]).shape == (0, 32)

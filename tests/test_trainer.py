@@ -247,6 +247,43 @@ def test_sequence_logprobs_match_unpadded_teacher_forcing(smol_tokenizer, tiny_l
         torch.testing.assert_close(logp[r], want, atol=1e-4, rtol=0)
 
 
+def test_length_groups_split_only_when_it_pads_less():
+    from safealign.train.sft import length_groups
+
+    def row(prompt: int, response: int) -> tuple[list[int], int]:
+        return [0] * (prompt + response), prompt
+
+    # 4 short and 4 long responses: two groups of 4 pad 4 x 15 + 4 x 110 = 500 slots instead of 8 x 110
+    rows = [row(10, 100), row(10, 5), row(10, 98), row(10, 4), row(10, 5), row(10, 100), row(10, 3), row(10, 99)]
+    assert sorted(map(sorted, length_groups(rows))) == [[0, 2, 5, 7], [1, 3, 4, 6]]
+    assert length_groups([row(10, 20)] * 4) == [[0, 1, 2, 3]]  # nothing to gain: one batch
+    assert length_groups([row(10, 5), row(10, 100), row(10, 6)]) == [[0, 2, 1]]  # no group of a single row
+
+
+def test_grouped_logprobs_equal_one_batch_and_carry_gradients(smol_tokenizer, tiny_llama):
+    """Length-grouped forwards give each row the log-prob of the one-batch forward, in the original order."""
+    from safealign.train.sft import (
+        _encode,
+        _grouped_sequence_logprobs,
+        _response_batch,
+        _sequence_logprobs,
+        length_groups,
+    )
+
+    texts = [("Say hi.", "Hi there, nice to meet you, it is a lovely day today, is it not?"), ("Why?", "No."),
+             ("Tell me a story about dragons.", "Once upon a time a dragon lived in a cave by the sea and slept."),
+             ("Ok.", "Sure."), ("Name a colour.", "Blue."), ("Count to ten.", "1 2 3 4 5 6 7 8 9 10, done counting.")]
+    rows = [_encode(smol_tokenizer, ([{"role": "user", "content": q}], a, True), 96) for q, a in texts]
+    pad = smol_tokenizer.pad_token_id
+    assert len(length_groups(rows)) == 2  # the case under test: two forwards
+    one, n_one = _sequence_logprobs(tiny_llama, _response_batch(rows, pad), torch.float32, "cpu")
+    grouped, n_grouped = _grouped_sequence_logprobs(tiny_llama, rows, pad, torch.float32, "cpu")
+    torch.testing.assert_close(grouped, one, atol=1e-4, rtol=0)
+    assert n_grouped.tolist() == n_one.tolist()
+    grouped.sum().backward()
+    assert all(p.grad is not None for p in tiny_llama.parameters() if p.requires_grad)
+
+
 def test_dpo_warmstart_learns_the_prompt_conditional_preference(smol_tokenizer, tiny_llama):
     """The same refusal is preferred for one prompt and dispreferred for another: DPO must learn both."""
     from peft import LoraConfig, get_peft_model

@@ -259,21 +259,27 @@ class TextEncoder:
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], progress: bool = False, desc: str = "embed") -> np.ndarray:
-        """[N, D] float32 embeddings."""
+        """[N, D] float32 embeddings, in the order of ``texts``.
+
+        Texts run longest first in batches of similar length (by characters, a proxy for tokens), so a batch
+        carries little padding: the judges embed thousands of texts of very different lengths.
+        """
         from tqdm.auto import tqdm
 
         self._load()
-        out = []
+        dim = self._model.config.hidden_size
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         device = next(self._model.parameters()).device
         for i in tqdm(range(0, len(texts), self.batch_size), desc=desc, disable=not progress, leave=False):
-            enc = self._tok(list(texts[i:i + self.batch_size]), padding=True, truncation=True,
+            idx = order[i:i + self.batch_size]
+            enc = self._tok([texts[j] for j in idx], padding=True, truncation=True,
                             max_length=self.max_length, return_tensors="pt").to(device)
             hidden = self._model(**enc).last_hidden_state.float()  # [B, T, D]
             mask = enc["attention_mask"].unsqueeze(-1).float()
             emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            out.append(torch.nn.functional.normalize(emb, dim=-1).cpu().numpy())
-        dim = self._model.config.hidden_size
-        return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)
+            out[idx] = torch.nn.functional.normalize(emb, dim=-1).cpu().numpy()
+        return out
 
 
 L2_GRID = (1e-2, 1e-3, 1e-4, 1e-5)

@@ -290,6 +290,42 @@ def _sequence_logprobs(model: Any, batch: SequenceBatch, compute_dtype: torch.dt
     return (logp * mask).sum(-1), mask.sum(-1)
 
 
+def _padded_area(rows: list[tuple[list[int], int]]) -> int:
+    """Token slots of ``rows`` in the response-aligned layout: N x (widest prompt + longest response)."""
+    return len(rows) * (max(p for _, p in rows) + max(len(ids) - p for ids, p in rows))
+
+
+def length_groups(rows: list[tuple[list[int], int]], min_rows: int = 2) -> list[list[int]]:
+    """Row indices in one or two groups of similar length, whichever pads fewer token slots.
+
+    Why: a DPO batch mixes long refusals with short generic ones, and one padded batch spends about a third
+    of its compute on padding (measured on the demo's pairs); two length-sorted forwards cut that by ~20%.
+    Groups have at least ``min_rows`` rows, so none runs at batch size 1.
+    """
+    order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), i))
+    best, groups = _padded_area(rows), [order]
+    for k in range(min_rows, len(rows) - min_rows + 1):
+        low, high = [rows[i] for i in order[:k]], [rows[i] for i in order[k:]]
+        if (area := _padded_area(low) + _padded_area(high)) < best:
+            best, groups = area, [order[:k], order[k:]]
+    return groups
+
+
+def _grouped_sequence_logprobs(model: Any, rows: list[tuple[list[int], int]], pad: int, compute_dtype: torch.dtype,
+                               device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_sequence_logprobs` of ``rows`` [N] computed in :func:`length_groups`; the same values up to rounding."""
+    logp, n_tok = torch.empty(len(rows), device=device), torch.empty(len(rows), device=device)
+    parts = []
+    for group in length_groups(rows):
+        lp, n = _sequence_logprobs(model, _response_batch([rows[i] for i in group], pad), compute_dtype, device)
+        parts.append((torch.tensor(group, device=device), lp, n))
+    index = torch.cat([g for g, _, _ in parts])
+    # index_put is differentiable in the values, so the gradient reaches every group's forward
+    logp = logp.index_put((index,), torch.cat([lp for _, lp, _ in parts]))
+    n_tok = n_tok.index_put((index,), torch.cat([n.to(n_tok.dtype) for _, _, n in parts]))
+    return logp, n_tok
+
+
 def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExample], cfg: WarmStartConfig,
                          compute_dtype: torch.dtype, device: str, seed: int) -> dict[str, float]:
     """DPO on the LoRA adapter (reference = adapter disabled) plus ``chosen_nll`` x cross-entropy on chosen."""
@@ -308,11 +344,10 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
     start, losses, accs = time.perf_counter(), [], []
     for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (DPO)"):
         b = len(idx)
-        batch = _response_batch([encoded[i][0] for i in idx] + [encoded[i][1] for i in idx],
-                                tokenizer.pad_token_id)  # rows: B chosen, then B rejected
+        rows = [encoded[i][0] for i in idx] + [encoded[i][1] for i in idx]  # B chosen, then B rejected
         with torch.no_grad(), model.disable_adapter():
-            ref, _ = _sequence_logprobs(model, batch, compute_dtype, device)  # [2B]
-        logp, n_tok = _sequence_logprobs(model, batch, compute_dtype, device)  # [2B]
+            ref, _ = _grouped_sequence_logprobs(model, rows, tokenizer.pad_token_id, compute_dtype, device)  # [2B]
+        logp, n_tok = _grouped_sequence_logprobs(model, rows, tokenizer.pad_token_id, compute_dtype, device)  # [2B]
         loss, info = dpo_loss(logp[:b], logp[b:], ref[:b], ref[b:], cfg.dpo_beta)
         if cfg.chosen_nll > 0:  # keeps the preferred responses likely, not only more likely than the rejected
             loss = loss + cfg.chosen_nll * (-logp[:b].sum() / n_tok[:b].sum().clamp(min=1))
