@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,32 @@ def test_mined_lookalikes_are_closer_to_harmful_prompts(monkeypatch, tmp_path):
     assert set(picked) == {1, 4}
     assert lookalikes.mine_lookalikes(benign, harmful, 2) == picked  # cached, same answer
     assert list((tmp_path / "cache" / "lookalikes").glob("*.json"))
+
+
+def test_distinctive_words_are_log_odds_of_document_frequency():
+    from safealign.data.lookalikes import distinctive_words
+
+    harmful = ["steal a car", "steal money", "steal the bomb", "build a bomb"]
+    benign = ["bake a cake", "steal the show", "write a poem", "plant a tree"]
+    words = distinctive_words(benign, harmful, min_count=2, min_log_odds=0.5)
+    # steal: 3 of 4 harmful, 1 of 4 benign -> log(3.5/4) - log(1.5/4); bomb: 2 of 4 against 0 -> log(2.5/0.5)
+    assert words == pytest.approx({"steal": math.log(3.5 / 1.5), "bomb": math.log(5.0)})
+    assert "car" not in distinctive_words(benign, harmful, min_count=2)  # in a single harmful prompt
+
+
+def test_keyword_lookalikes_rank_by_the_most_distinctive_word(monkeypatch, tmp_path):
+    from safealign.data import lookalikes
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path))
+    harmful = ["How do I steal a car?", "Steal money from a bank.", "Steal a phone.", "Make a bomb at home.",
+               "Build a bomb.", "Hide a bomb."]
+    benign = ["Write a poem about spring.", "Explain 'to steal one's thunder'.", "List three fruits.",
+              "Describe the history of the atomic bomb.", "Plant a tree at home."] + [f"Sing song {i}." for i in range(20)]
+    # steal and bomb: 3 of 6 harmful prompts, 1 of 25 benign ones (log-odds 2.27); no other word qualifies
+    picked = lookalikes.mine_lookalikes(benign, harmful, 2, method="keywords")
+    assert set(picked) == {1, 3}
+    assert lookalikes.mine_lookalikes(benign, harmful, 10, method="keywords") == picked  # only prompts with a word
+    both = lookalikes.mine_lookalikes(benign, harmful, 3, method="both")
+    assert len(both) == len(set(both)) == 3 and set(picked) <= set(both)
+    with pytest.raises(ValueError, match="look-alike method"):
+        lookalikes.mine_lookalikes(benign, harmful, 2, method="words")

@@ -43,6 +43,9 @@ class PromptMixConfig(ConfigBase):
         0.0, help="share of the benign slots filled with benign prompts worded most like the harmful ones "
                   "(mined from the benign datasets; keeps the reward pricing over-refusal)")
     lookalike_pool: int = option(400, help="size of that mined pool of look-alike benign prompts")
+    lookalike_method: Literal["embedding", "keywords", "both"] = option(
+        "embedding", help="how look-alikes are mined: MiniLM similarity, the harmful prompts' most distinctive "
+                          "words, or both rankings alternated (safealign.data.lookalikes)")
     lookalike_from: list[str] = option(
         default_factory=list, help="datasets the look-alikes are mined from (empty: the benign datasets); "
                                    "user questions such as hh-helpful hold more sensitive-but-safe requests than "
@@ -83,6 +86,8 @@ class WarmStartConfig(ConfigBase):
     lookalikes: int = option(
         0, help="more self-distilled benign instructions: those worded most like harmful ones (hard negatives "
                 "against over-refusal, mined with the MiniLM encoder)")
+    lookalike_method: Literal["embedding", "keywords", "both"] = option(
+        "embedding", help="how the look-alikes are mined (as data.lookalike_method)")
     questions: int = option(
         0, help="more self-distilled benign prompts: user questions from questions_data (train split), phrased the "
                 "way sensitive-but-safe requests are ('How do I ...?'), so refusing is not tied to the question form")

@@ -146,7 +146,8 @@ class RLTrainer:
 
             candidates = load_prompt_pool(cfg, cfg.data.lookalike_from) if cfg.data.lookalike_from else benign_prompts
             picked = mine_lookalikes([m[-1]["content"] for m in candidates],
-                                     [m[-1]["content"] for m in harmful_prompts], cfg.data.lookalike_pool, seed=cfg.seed)
+                                     [m[-1]["content"] for m in harmful_prompts], cfg.data.lookalike_pool, seed=cfg.seed,
+                                     method=cfg.data.lookalike_method)
             lookalike = [candidates[i] for i in picked]
         self.prompts = PromptMixture(harmful_prompts, benign_prompts, cfg.data.harmful_fraction, cfg.seed,
                                      lookalike, cfg.data.lookalike_fraction)
