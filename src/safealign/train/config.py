@@ -85,7 +85,7 @@ class WarmStartConfig(ConfigBase):
     self_distill: int = option(96, help="benign prompts answered by the base model itself (alpaca, train split)")
     lookalikes: int = option(
         0, help="more self-distilled benign instructions: those worded most like harmful ones (hard negatives "
-                "against over-refusal, mined with the MiniLM encoder)")
+                "against over-refusal, mined as lookalike_method says)")
     lookalike_method: Literal["embedding", "keywords", "both"] = option(
         "embedding", help="how the look-alikes are mined (as data.lookalike_method)")
     questions: int = option(
