@@ -504,33 +504,6 @@ def test_guided_refusals_add_an_opener_sample_only_where_no_sample_refuses(smol_
     assert guided_refusals(engine, prompts, [False, False, False], rows, cfg, [opener], random.Random(0)) == []
 
 
-def test_guided_answers_add_an_opener_sample_only_where_every_benign_sample_refuses(smol_tokenizer, tiny_llama):
-    import math
-    import random
-
-    from safealign.generation import Generation, HFEngine, SamplingConfig
-    from safealign.train.rollout import guided_answers
-
-    engine = HFEngine(tiny_llama, smol_tokenizer)
-    prompts = [[{"role": "user", "content": c}] for c in ("how to kill a python process", "bake a cake", "steal a car")]
-    gen = lambda i, text: Generation(i, text, [1, 2], [0.0, 0.0], "eos", 5)  # noqa: E731
-    no = "I'm sorry, but I can't help with that."
-    rows = [[gen(0, no), gen(0, "I cannot assist with that.")],  # benign, all refuse -> guided
-            [gen(1, no), gen(1, "Mix flour.")],                  # benign, one answer -> not guided
-            [gen(2, no), gen(2, no)]]                            # harmful -> never guided
-    cfg = SamplingConfig(max_new_tokens=12, temperature=1.0, seed=3)
-    opener = "Sure! Here"
-    out = guided_answers(engine, prompts, [False, False, True], rows, cfg, [opener], random.Random(0))
-    assert len(out) == 1 and out[0].prompt_index == 0
-    assert out[0].meta["guided"] and out[0].meta["guide"] == "answer"
-    assert out[0].text.startswith(opener)
-    n_open = len(engine.encode(prompts[:1], cfg, [opener])[0]) - len(engine.encode(prompts[:1], cfg)[0])
-    assert all(math.isnan(x) for x in out[0].logprobs[:n_open])
-    assert not any(math.isnan(x) for x in out[0].logprobs[n_open:])
-    assert guided_answers(engine, prompts, [True, True, True], rows, cfg, [opener], random.Random(0)) == []
-    assert guided_answers(engine, prompts, [False] * 3, [[], [], []], cfg, [opener], random.Random(0)) == []
-
-
 def test_guided_samples_train_but_do_not_move_the_multiplier_or_the_logged_rates(tmp_path):
     """The tiny model never refuses, so each harmful prompt gets one guided sample; λ and rates ignore it."""
     plain = make_trainer(str(tmp_path / "plain"), steps=1, checkpoint_every=0)

@@ -163,13 +163,6 @@ class AlignConfig(ConfigBase):
         default_factory=lambda: ["I'm sorry, but I can't help with that.", "I can't help with that request.",
                                  "I won't help with this."],
         help="refusal openers of guided_refusals, one drawn per guided sample")
-    guided_answers: bool = option(
-        False, help="the mirror of guided_refusals: a benign-pool prompt (look-alikes included) all of whose samples "
-                    "refuse gets one extra sample that starts with one of answer_openers and is finished by the policy, "
-                    "so its group has an answer to prefer (same off-policy caveats)")
-    answer_openers: list[str] = option(
-        default_factory=lambda: ["Sure! Here", "Of course!", "Sure,"],
-        help="answer openers of guided_answers, one drawn per guided sample")
     share_prompts: bool = option(
         True, help="rows with the same prompt (the k samples of a group) run it through the model once: the rollout's "
                    "prefill copies its cache rows, and the reference and training passes let the k responses attend "
@@ -207,5 +200,3 @@ class AlignConfig(ConfigBase):
         require(self.trusted_benign_margin >= 0, "trusted_benign_margin must be >= 0")
         require(not self.guided_refusals or any(o.strip() for o in self.guide_openers),
                 "guided_refusals needs at least one non-empty guide_openers entry")
-        require(not self.guided_answers or any(o.strip() for o in self.answer_openers),
-                "guided_answers needs at least one non-empty answer_openers entry")

@@ -126,32 +126,6 @@ def guided_refusals(engine: Any, prompts: Sequence[list[Message]], is_harmful: S
 
     todo = [i for i, row in enumerate(rows)
             if is_harmful[i] and not any(looks_like_refusal(g.text) for g in row)]
-    return _continue_from_openers(engine, prompts, todo, sampling, openers, rng, 50_021, "refusal")
-
-
-def guided_answers(engine: Any, prompts: Sequence[list[Message]], is_harmful: Sequence[bool],
-                   rows: Sequence[Sequence[Generation]], sampling: SamplingConfig, openers: Sequence[str],
-                   rng: random.Random) -> list[Generation]:
-    """The mirror of :func:`guided_refusals`: one extra sample for each benign-pool prompt all of whose k
-    samples refuse, continued from an answer opener ("Sure! ...").
-
-    Why: a benign prompt whose group refuses every time has equal rewards, so a zero group-relative
-    advantage, and nothing pulls it back from refusing (docs/results.md, session 7: capping the reward of
-    benign refusals did not help for that reason). The guided sample gives the group an answer to prefer when
-    the reward model prices it above the refusals; the scorers see the whole response, so an opener followed
-    by a refusal scores as one. Same layout as :func:`guided_refusals` (``meta["guide"] == "answer"``).
-    """
-    from safealign.scoring.data import looks_like_refusal
-
-    todo = [i for i, row in enumerate(rows)
-            if not is_harmful[i] and row and all(looks_like_refusal(g.text) for g in row)]
-    return _continue_from_openers(engine, prompts, todo, sampling, openers, rng, 70_001, "answer")
-
-
-def _continue_from_openers(engine: Any, prompts: Sequence[list[Message]], todo: Sequence[int],
-                           sampling: SamplingConfig, openers: Sequence[str], rng: random.Random,
-                           seed_offset: int, guide: str) -> list[Generation]:
-    """One sample per prompt index in ``todo``: a drawn opener, finished by the policy (opener log-probs NaN)."""
     if not todo or not openers:
         return []
     chosen = [rng.choice(list(openers)) for _ in todo]
@@ -163,7 +137,7 @@ def _continue_from_openers(engine: Any, prompts: Sequence[list[Message]], todo: 
     if not keep:
         return []
     widest = max(len(full[j]) - len(base[j]) for j in keep)
-    cont_cfg = SamplingConfig(**{**sampling.to_dict(), "n": 1, "seed": sampling.seed + seed_offset,
+    cont_cfg = SamplingConfig(**{**sampling.to_dict(), "n": 1, "seed": sampling.seed + 50_021,
                                  "max_new_tokens": max(1, sampling.max_new_tokens - widest)})
     cont = engine.generate([sub[j] for j in keep], cont_cfg, prefixes=[chosen[j] for j in keep])
     out = []
@@ -172,7 +146,7 @@ def _continue_from_openers(engine: Any, prompts: Sequence[list[Message]], todo: 
         ids = opener_ids + g.token_ids
         out.append(Generation(todo[j], engine.tokenizer.decode(ids, skip_special_tokens=True), ids,
                               [math.nan] * len(opener_ids) + list(g.logprobs), g.finish_reason, len(base[j]),
-                              {"guided": True, "guide": guide, "opener": chosen[j]}))
+                              {"guided": True, "opener": chosen[j]}))
     return out
 
 

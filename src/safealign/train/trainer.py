@@ -37,7 +37,6 @@ from safealign.train.rollout import (
     RolloutCopy,
     SequenceBatch,
     build_sequences,
-    guided_answers,
     guided_refusals,
     refusal_rules,
     response_logprobs,
@@ -185,10 +184,6 @@ class RLTrainer:
             flat += guided_refusals(self.engine, prompts, is_harmful, gens, sampling,
                                     [o for o in cfg.guide_openers if o.strip()],
                                     random.Random(f"{cfg.seed}-guide-{self.step}"))
-        if cfg.guided_answers:
-            flat += guided_answers(self.engine, prompts, is_harmful, gens, sampling,
-                                   [o for o in cfg.answer_openers if o.strip()],
-                                   random.Random(f"{cfg.seed}-answer-{self.step}"))
         gen_time = time.perf_counter() - t0
         guided = torch.tensor([bool(g.meta.get("guided")) for g in flat])  # [N] off-policy guided samples
         flat_prompts = [prompts[g.prompt_index] for g in flat]
@@ -329,8 +324,7 @@ class RLTrainer:
         out = {"reward": float(reward.mean()), "cost": float(cost.mean()), "unsafe_rate": float(viol.mean()),
                "violating_prompts": float((per_prompt > self.cfg.violation_tau).float().mean()),
                "response_tokens": float(np.mean([g.num_tokens for g, o in zip(ro["gens"], own.tolist(), strict=True) if o])),
-               "guided": float(ro["guided"].sum()),
-               "guided_answers": float(sum(g.meta.get("guide") == "answer" for g in ro["gens"]))}
+               "guided": float(ro["guided"].sum())}
         if harmful.any():
             out["cost_harmful"] = float(cost[harmful].mean())
         if (~harmful).any():
