@@ -13,6 +13,7 @@ separate old-log-prob pass, since one-epoch GRPO is on-policy).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 import time
 
@@ -116,6 +117,8 @@ def main() -> None:
     ap.add_argument("--ablate-sharing", action="store_true",
                     help="also time ours with share_prompts off (each prompt run once per sample)")
     args = ap.parse_args()
+    if not args.skip_trl and importlib.util.find_spec("trl") is None:
+        ap.error("TRL is not installed (a dev-only dependency): pip install '.[bench]', or pass --skip-trl")
     dtype = "bfloat16" if hardware.resolve_dtype(args.dtype) == torch.bfloat16 else "float32"
     print(hardware.describe(), f"bench dtype={dtype}")
     prompts = [r.messages for r in load_dataset("alpaca-eval")][:64]
