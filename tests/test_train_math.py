@@ -179,8 +179,25 @@ def test_group_advantages():
     a = L.group_advantages(r, g)
     assert torch.equal(a[:3], torch.zeros(3))  # equal rewards: zero advantage
     assert torch.allclose(a[3:], torch.tensor([-2.0, 0.0, 2.0]) / torch.tensor([0.0, 2.0, 4.0]).std() * 1, atol=1e-5)
-    loo = L.group_advantages(r, g, scale=False, leave_one_out=True)
+    loo = L.group_advantages(r, g, scale="none", leave_one_out=True)
     assert torch.allclose(loo[3:], torch.tensor([0 - 3.0, 2 - 2.0, 4 - 1.0]))
+    # batch: one std pooled over groups, sum of squared deviations / (N - groups) = (0 + 8) / 4
+    b = L.group_advantages(r, g, scale="batch")
+    assert torch.equal(b[:3], torch.zeros(3))
+    assert torch.allclose(b[3:], torch.tensor([-2.0, 0.0, 2.0]) / math.sqrt(2.0), atol=1e-5)
+    assert torch.allclose(L.group_advantages(r[3:], g[3:], scale="batch"), a[3:], atol=1e-5)  # one group
+
+
+def test_batch_scaled_advantages_keep_group_spreads():
+    # a benign group that differs by 1 and a harmful group that differs by 10 (lambda * cost): GRPO's
+    # per-group std makes them push equally; the pooled std keeps the 1:10 ratio of the Lagrangian
+    r = torch.tensor([0.0, 1.0, 0.0, 10.0])
+    g = torch.tensor([0, 0, 1, 1])
+    grp, bat = L.group_advantages(r, g), L.group_advantages(r, g, scale="batch")
+    assert torch.allclose(grp[:2].abs(), grp[2:].abs())
+    assert torch.allclose(bat[2:].abs() / bat[:2].abs(), torch.tensor([10.0, 10.0]))
+    with pytest.raises(ValueError):
+        L.group_advantages(r, g, scale="std")
 
 
 def test_clipped_policy_loss_and_kl():

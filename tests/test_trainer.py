@@ -552,3 +552,24 @@ def test_shared_prompt_forward_matches_the_plain_layout_in_values_and_gradients(
     assert plain[2] and plain[2].keys() == shared[2].keys()
     for name in plain[2]:
         torch.testing.assert_close(shared[2][name], plain[2][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_warmstart_seed_lets_rl_seeds_share_one_cached_warm_start(tmp_path, monkeypatch):
+    """warmstart.seed fixes the warm start's seed (and so its cache) while the RL seed varies; unset, the
+    run's seed keys it as before, so caches built before the option existed are still found."""
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_dir
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path / "home"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+
+    def where(run_seed: int, ws_seed: int | None) -> tuple:
+        return warmstart_dir(str(model), WarmStartConfig(seed=ws_seed), run_seed, 8, 16, ["q_proj"])[:2]
+
+    assert where(3, None) == where(7, 3)  # an explicit seed equal to the run's: the same cache
+    assert where(1, 0) == where(2, 0) and where(1, 0)[1] == 0
+    assert where(1, None) != where(2, None)
+    key = warmstart_dir(str(model), WarmStartConfig(), 3, 8, 16, ["q_proj"])[2]
+    assert "seed" not in key["cfg"] and key["seed"] == 3

@@ -165,13 +165,20 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
 
 
-def group_advantages(rewards: torch.Tensor, group: torch.Tensor, scale: bool = True, eps: float = 1e-6,
+def group_advantages(rewards: torch.Tensor, group: torch.Tensor, scale: str = "group", eps: float = 1e-6,
                      leave_one_out: bool = False) -> torch.Tensor:
     """Critic-free baseline over the k samples of each prompt (GRPO; RLOO with ``leave_one_out``).
 
     rewards: [N], group: [N] (prompt id of each sample) -> [N]. A group whose rewards are all equal gets 0.
+    ``scale``: divide each group's centred rewards by that group's std (``group``, GRPO), by one std pooled
+    over the batch's groups (``batch``: a group whose samples differ more, such as a harmful prompt's
+    refusal against its compliance priced by lambda, moves the policy more, as the Lagrangian weighs it), or
+    not at all (``none``, Dr. GRPO).
     """
+    if scale not in ("group", "batch", "none"):
+        raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
     adv = torch.zeros_like(rewards)
+    sq, dof = rewards.new_zeros(()), 0
     for g in group.unique():
         m = group == g
         r = rewards[m]
@@ -181,9 +188,12 @@ def group_advantages(rewards: torch.Tensor, group: torch.Tensor, scale: bool = T
         else:
             base = r.mean()
         a = r - base
-        if scale and k > 1:
+        if scale == "group" and k > 1:
             a = a / (r.std(unbiased=True) + eps)
+        sq, dof = sq + ((r - r.mean()) ** 2).sum(), dof + k - 1
         adv[m] = a
+    if scale == "batch" and dof > 0:
+        adv = adv / ((sq / dof).sqrt() + eps)  # pooled within-group std: the one-group case equals "group"
     return adv
 
 

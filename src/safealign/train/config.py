@@ -74,6 +74,9 @@ class WarmStartConfig(ConfigBase):
     """
 
     enabled: bool = option(False, help="run the warm start (SFT or DPO) before RL")
+    seed: int | None = option(
+        None, help="seed of the warm start's draws and adapter (none: the run's seed); fixing it lets RL runs at "
+                   "several seeds share one cached warm start, which separates the two sources of seed variance")
     steps: int = option(60, help="optimizer steps")
     batch_size: int = option(8, help="examples per step")
     lr: float = option(2e-4, help="learning rate (LoRA)")
@@ -131,6 +134,10 @@ class AlignConfig(ConfigBase):
     samples_per_prompt: int = option(4, help="responses per prompt (the group of the group-relative baseline)")
     estimator: Literal["grpo", "ppo"] = option(
         "grpo", help="grpo: group-relative baseline (CPU default); ppo: reward and cost critics with GAE")
+    advantage_scale: Literal["group", "batch", "none"] = option(
+        "group", help="grpo: divide each group's centred rewards by the group's std (group, GRPO), by one std "
+                      "pooled over the batch (batch: groups move the policy in proportion to how much their "
+                      "samples differ, e.g. lambda times a harmful group's cost gap), or not at all (none, Dr. GRPO)")
     lr: float = option(5e-5, help="policy learning rate")
     critic_lr: float = option(1e-4, help="ppo: learning rate of the value heads")
     weight_decay: float = option(0.0, help="AdamW weight decay")

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -361,32 +362,44 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
     return _stats(losses, len(pairs), start, dpo_accuracy_last10=sum(tail) / len(tail))
 
 
+def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, lora_alpha: int,
+                  target_modules: list[str]) -> tuple[Path, int, dict[str, Any]]:
+    """Cache folder of a warm start, its effective seed (``cfg.seed``, else the run's ``seed``) and its key."""
+    import hashlib
+    import json
+
+    from safealign import paths
+    from safealign.models.loading import resolve
+
+    seed = seed if cfg.seed is None else cfg.seed
+    # "data": 2 since own answers are generated only for the steps x batch_size examples a run uses
+    fields = cfg.to_dict()
+    if fields.get("lookalike_method") == "embedding":  # added in session 14: its default keeps older caches valid
+        del fields["lookalike_method"]
+    del fields["seed"]  # added in session 15; the effective seed is keyed below, as before
+    key = json.dumps({"model": str(resolve(model_ref)), "cfg": fields, "seed": seed, "r": lora_r, "data": 2,
+                      "alpha": lora_alpha, "targets": list(target_modules)}, sort_keys=True)
+    return paths.home() / "warmstart" / hashlib.sha256(key.encode()).hexdigest()[:16], seed, json.loads(key)
+
+
 def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: str, device: str,
                       lora_r: int, lora_alpha: int, target_modules: list[str]) -> str:
     """Path of the warm-started policy (adapter merged), built once and cached by its configuration.
 
     Caching by (model, warm-start config, seed) lets every constraint method of a sweep start RL from the
-    same warm-started model, which also serves as the RL reference model.
+    same warm-started model, which also serves as the RL reference model; ``cfg.seed`` lets RL seeds share it.
     """
-    import hashlib
     import json
     import os
     import shutil
 
-    from safealign import paths
-    from safealign.models.loading import load_causal_lm, load_tokenizer, resolve
-
-    # "data": 2 since own answers are generated only for the steps x batch_size examples a run uses
-    fields = cfg.to_dict()
-    if fields.get("lookalike_method") == "embedding":  # added in session 14: its default keeps older caches valid
-        del fields["lookalike_method"]
-    key = json.dumps({"model": str(resolve(model_ref)), "cfg": fields, "seed": seed, "r": lora_r, "data": 2,
-                      "alpha": lora_alpha, "targets": list(target_modules)}, sort_keys=True)
-    out = paths.home() / "warmstart" / hashlib.sha256(key.encode()).hexdigest()[:16]
-    if (out / ".complete").exists():
-        return str(out)
     from peft import LoraConfig, get_peft_model
 
+    from safealign.models.loading import load_causal_lm, load_tokenizer
+
+    out, seed, key = warmstart_dir(model_ref, cfg, seed, lora_r, lora_alpha, target_modules)
+    if (out / ".complete").exists():
+        return str(out)
     tokenizer = load_tokenizer(model_ref)
     base = load_causal_lm(model_ref, dtype=dtype, device=device)
     build, train = ((warmstart_pairs, preference_warmstart) if cfg.objective == "dpo"
@@ -402,7 +415,7 @@ def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: st
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
-    (tmp / "warmstart.json").write_text(json.dumps({"key": json.loads(key), "stats": stats}, indent=2))
+    (tmp / "warmstart.json").write_text(json.dumps({"key": key, "stats": stats}, indent=2))
     (tmp / ".complete").write_text("ok\n")
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -214,7 +214,7 @@ class RLTrainer:
         mask = ro["batch"].response_mask.to(old_logp.device).float()
         if cfg.estimator == "grpo":
             shaped = h.shaped_reward(ro["reward"], ro["cost"], ro["group"])
-            return {"adv": L.group_advantages(shaped, ro["group"]).to(old_logp.device)}
+            return {"adv": L.group_advantages(shaped, ro["group"], cfg.advantage_scale).to(old_logp.device)}
         # PPO (Safe RLHF layout): scores at the last response token; KL shaping on both streams.
         last = (mask.sum(1).long() - 1).clamp(min=0)  # [N]
         kl = (old_logp - ref_logp) * mask  # [N, T]
