@@ -165,8 +165,8 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
 
 
-def group_advantages(rewards: torch.Tensor, group: torch.Tensor, scale: str = "group", eps: float = 1e-6,
-                     leave_one_out: bool = False) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, group: torch.Tensor, scale: Literal["group", "batch", "none"] = "group",
+                     eps: float = 1e-6, leave_one_out: bool = False) -> torch.Tensor:
     """Critic-free baseline over the k samples of each prompt (GRPO; RLOO with ``leave_one_out``).
 
     rewards: [N], group: [N] (prompt id of each sample) -> [N]. A group whose rewards are all equal gets 0.
@@ -190,7 +190,8 @@ def group_advantages(rewards: torch.Tensor, group: torch.Tensor, scale: str = "g
         a = r - base
         if scale == "group" and k > 1:
             a = a / (r.std(unbiased=True) + eps)
-        sq, dof = sq + ((r - r.mean()) ** 2).sum(), dof + k - 1
+        if scale == "batch":
+            sq, dof = sq + ((r - r.mean()) ** 2).sum(), dof + k - 1
         adv[m] = a
     if scale == "batch" and dof > 0:
         adv = adv / ((sq / dof).sqrt() + eps)  # pooled within-group std: the one-group case equals "group"

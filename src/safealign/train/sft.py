@@ -377,9 +377,10 @@ def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, 
     if fields.get("lookalike_method") == "embedding":  # added in session 14: its default keeps older caches valid
         del fields["lookalike_method"]
     del fields["seed"]  # added in session 15; the effective seed is keyed below, as before
-    key = json.dumps({"model": str(resolve(model_ref)), "cfg": fields, "seed": seed, "r": lora_r, "data": 2,
-                      "alpha": lora_alpha, "targets": list(target_modules)}, sort_keys=True)
-    return paths.home() / "warmstart" / hashlib.sha256(key.encode()).hexdigest()[:16], seed, json.loads(key)
+    key = {"model": str(resolve(model_ref)), "cfg": fields, "seed": seed, "r": lora_r, "data": 2,
+           "alpha": lora_alpha, "targets": list(target_modules)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return paths.home() / "warmstart" / digest, seed, key
 
 
 def warmstarted_model(model_ref: str, cfg: WarmStartConfig, seed: int, dtype: str, device: str,
