@@ -573,3 +573,57 @@ def test_warmstart_seed_lets_rl_seeds_share_one_cached_warm_start(tmp_path, monk
     assert where(1, None) != where(2, None)
     key = warmstart_dir(str(model), WarmStartConfig(), 3, 8, 16, ["q_proj"])[2]
     assert "seed" not in key["cfg"] and key["seed"] == 3
+
+
+def test_stratified_warmstart_batches_hold_each_kind_in_proportion():
+    """batch_mix=stratified: each pass still visits every pair once, and each batch of 4 holds 1 or 2 of the
+    35% refusal-preferring pairs (random batches give 0 to 4); without strata the old permutations come back."""
+    import random
+
+    from safealign.train.sft import _batches
+
+    n, refuse = 256, set(random.Random(0).sample(range(256), 90))
+    strata = [int(i in refuse) for i in range(n)]
+    batches = list(_batches(n, 4, 128, seed=5, desc="t", strata=strata))  # two passes
+    for half in (batches[:64], batches[64:]):
+        assert sorted(i for b in half for i in b) == list(range(n))
+    assert {sum(strata[i] for i in b) for b in batches} == {1, 2}
+    plain = [sum(strata[i] for i in b) for b in _batches(n, 4, 64, seed=5, desc="t")]
+    assert min(plain) == 0 and max(plain) >= 3  # what stratifying removes
+
+    rng, old = random.Random(5), []  # the order the warm start used before strata existed
+    for _ in range(2):
+        extra = list(range(n))
+        rng.shuffle(extra)
+        old += extra
+    assert [i for b in _batches(n, 4, 128, seed=5, desc="t") for i in b] == old
+
+
+def test_warmstart_pairs_mark_the_refusal_preferring_side():
+    from types import SimpleNamespace
+
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_pairs
+
+    class Engine:
+        def generate(self, prompts, sampling, progress=False):
+            return [[SimpleNamespace(text=f"Sure, answer {i}.", finish_reason="eos")] for i in range(len(prompts))]
+
+    pairs = warmstart_pairs(WarmStartConfig(refusals=30, safe_answers=5, self_distill=20), Engine(), seed=1)
+    assert {p.refuse for p in pairs} == {True, False}
+    for p in pairs:  # the model's own answer is preferred exactly on the benign side
+        assert p.chosen.startswith("Sure, answer") != p.refuse
+
+
+def test_warmstart_batch_mix_keeps_older_cache_keys(tmp_path, monkeypatch):
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_dir
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path / "home"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    key = warmstart_dir(str(model), WarmStartConfig(), 0, 8, 16, ["q_proj"])[2]
+    assert "batch_mix" not in key["cfg"]
+    assert (warmstart_dir(str(model), WarmStartConfig(batch_mix="stratified"), 0, 8, 16, ["q_proj"])[0]
+            != warmstart_dir(str(model), WarmStartConfig(), 0, 8, 16, ["q_proj"])[0])

@@ -83,6 +83,10 @@ class WarmStartConfig(ConfigBase):
     lr_schedule: Literal["constant", "linear"] = option(
         "constant", help="constant, or linear decay to 0 over the steps: with a few dozen small batches the end "
                          "state of a constant rate depends on the last batches drawn, so it varies with the seed")
+    batch_mix: Literal["random", "stratified"] = option(
+        "random", help="dpo: random batches, or stratified ones that each hold pairs preferring a refusal (harmful "
+                       "prompts) and pairs dispreferring one (benign prompts) in their overall proportion, so no "
+                       "run of steps pushes refusing up or down everywhere and the end state depends less on the seed")
     refusals: int = option(240, help="harmful instruction -> refusal examples (safety-refusals, train split)")
     safe_answers: int = option(160, help="PKU prompt -> its safe response examples (train split)")
     self_distill: int = option(96, help="benign prompts answered by the base model itself (alpaca, train split)")

@@ -46,6 +46,7 @@ class PreferenceExample:
     rejected: str
     chosen_ends: bool = True  # whether the response ends the turn (an answer cut at the token limit does not)
     rejected_ends: bool = True
+    refuse: bool = False  # the preferred response is the safe one (harmful or PKU prompt), not the model's answer
 
 
 def _refusal_records(split: str | None, rng: random.Random) -> list:
@@ -185,13 +186,13 @@ def warmstart_pairs(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: st
     pairs = []
     for kind, messages, data in chosen:
         if kind == "pku":
-            pairs.append(PreferenceExample(messages, *data))
+            pairs.append(PreferenceExample(messages, *data, refuse=True))
             continue
         text, ends = next(answers)
         if not _usable_answer(text):
             continue
         if kind == "harmful":  # the dataset's refusal over the model's own (complying) answer
-            pairs.append(PreferenceExample(messages, data, text, True, ends))
+            pairs.append(PreferenceExample(messages, data, text, True, ends, refuse=True))
         else:  # the model's own answer over a generic refusal
             pairs.append(PreferenceExample(messages, text, rng.choice(rejections), ends, True))
     return pairs
@@ -206,15 +207,43 @@ def _encode(tokenizer: Any, ex: Example, max_length: int) -> tuple[list[int], in
     return ids, min(len(prompt), len(ids) - 1)
 
 
-def _batches(n: int, batch_size: int, steps: int, seed: int, desc: str) -> Iterator[list[int]]:
-    """Indices of ``steps`` batches, walking seeded permutations of range(n) (with a progress bar)."""
+def _epoch_order(strata: list[int] | None, n: int, rng: random.Random) -> list[int]:
+    """One seeded pass over range(n); with ``strata``, each stratum spread evenly through it.
+
+    Stratified, the i-th element comes from the stratum furthest behind its share of the first i, so every
+    window of the pass, and so every batch, holds each stratum in about its overall proportion.
+    """
+    if strata is None:
+        order = list(range(n))
+        rng.shuffle(order)
+        return order
+    pools: dict[int, list[int]] = {}
+    for i, s in enumerate(strata):
+        pools.setdefault(s, []).append(i)
+    for pool in pools.values():
+        rng.shuffle(pool)
+    share = {s: len(pool) / n for s, pool in pools.items()}
+    taken = dict.fromkeys(pools, 0)
+    order = []
+    for t in range(1, n + 1):
+        s = max((s for s in pools if taken[s] < len(pools[s])), key=lambda s: share[s] * t - taken[s])
+        order.append(pools[s][taken[s]])
+        taken[s] += 1
+    return order
+
+
+def _batches(n: int, batch_size: int, steps: int, seed: int, desc: str,
+             strata: list[int] | None = None) -> Iterator[list[int]]:
+    """Indices of ``steps`` batches, walking seeded passes over range(n) (with a progress bar).
+
+    ``strata`` (one label per index) makes each pass stratified (``_epoch_order``); None keeps plain
+    permutations, which reproduces the warm starts cached before the option existed.
+    """
     rng = random.Random(seed)
     order: list[int] = []
     for _ in tqdm(range(steps), desc=desc, unit="step"):
         if len(order) < batch_size:
-            extra = list(range(n))
-            rng.shuffle(extra)
-            order += extra
+            order += _epoch_order(strata, n, rng)
         idx, order = order[:batch_size], order[batch_size:]
         yield idx
 
@@ -345,7 +374,9 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
     sched = lr_schedule(opt, cfg.lr_schedule, cfg.steps)
     model.train()
     start, losses, accs = time.perf_counter(), [], []
-    for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (DPO)"):
+    # stratified: every batch pairs refusals preferred (harmful prompts) with refusals dispreferred (benign ones)
+    strata = [int(p.refuse) for p in pairs] if cfg.batch_mix == "stratified" else None
+    for idx in _batches(len(encoded), cfg.batch_size, cfg.steps, seed, "warm start (DPO)", strata):
         b = len(idx)
         rows = [encoded[i][0] for i in idx] + [encoded[i][1] for i in idx]  # B chosen, then B rejected
         with torch.no_grad(), model.disable_adapter():
@@ -376,6 +407,8 @@ def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, 
     fields = cfg.to_dict()
     if fields.get("lookalike_method") == "embedding":  # added in session 14: its default keeps older caches valid
         del fields["lookalike_method"]
+    if fields.get("batch_mix") == "random":  # added in session 16, likewise
+        del fields["batch_mix"]
     del fields["seed"]  # added in session 15; the effective seed is keyed below, as before
     key = {"model": str(resolve(model_ref)), "cfg": fields, "seed": seed, "r": lora_r, "data": 2,
            "alpha": lora_alpha, "targets": list(target_modules)}
