@@ -627,3 +627,50 @@ def test_warmstart_batch_mix_keeps_older_cache_keys(tmp_path, monkeypatch):
     assert "batch_mix" not in key["cfg"]
     assert (warmstart_dir(str(model), WarmStartConfig(batch_mix="stratified"), 0, 8, 16, ["q_proj"])[0]
             != warmstart_dir(str(model), WarmStartConfig(), 0, 8, 16, ["q_proj"])[0])
+
+
+@pytest.mark.parametrize("violations, steps_run", [([0.0, 0.0, 1.0, 1.0, 1.0], 2),  # feasible on time: no extension
+                                                   ([1.0, 1.0, 0.0, 0.0, 1.0], 4),  # extended until the window clears
+                                                   ([1.0, 1.0, 1.0, 0.0, 0.0, 0.0], 5)])  # capped at extend_steps
+def test_extend_steps_runs_on_only_while_the_constraint_is_violated(tmp_path, violations, steps_run):
+    tr = make_trainer(str(tmp_path / "run"), steps=2, extend_steps=3, extend_window=2, extend_violation=0.1,
+                      checkpoint_every=0)
+    script = iter(violations)
+    tr.train_step = lambda: {"violating_prompts": next(script), "completions": 1.0}
+    summary = tr.train()
+    assert summary["steps"] == steps_run
+    assert tr.violations == violations[:steps_run]
+
+
+def test_extend_steps_resumes_with_its_violation_history(tmp_path):
+    tr = make_trainer(str(tmp_path / "run"), steps=2, extend_steps=3, extend_window=2, extend_violation=0.1)
+    tr.train_step = lambda: {"violating_prompts": 1.0}
+    tr.train()  # 5 steps, checkpointed
+    again = make_trainer(str(tmp_path / "run"), steps=2, extend_steps=3, extend_window=2, extend_violation=0.1)
+    assert again.load_checkpoint() and again.step == 5 and again.violations == [1.0] * 5
+
+
+def test_harmful_reward_weight_zero_leaves_only_the_cost_on_harmful_prompts(tmp_path):
+    """Weight 0: a harmful group whose answers all meet the constraint gets no advantage however the reward
+    model ranks them, a harmful group with a violator still prefers the safe answers, and benign groups are
+    untouched; weight 1 is the plain objective."""
+    from types import SimpleNamespace
+
+    reward = torch.tensor([0.9, 0.1, 0.5, 0.2, 0.8, 0.3, 0.7, 0.1, 0.4])  # [N], three groups of 3
+    cost = torch.tensor([-1.0, -0.5, -2.0, -1.0, 1.5, -1.0, 0.3, 0.9, -0.2])
+    group = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    harmful = torch.tensor([True] * 6 + [False] * 3)
+    ro = {"reward": reward, "cost": cost, "group": group, "harmful": harmful,
+          "batch": SimpleNamespace(response_mask=torch.ones(9, 2))}
+    zeros = torch.zeros(9, 2)
+
+    def adv(weight: float) -> torch.Tensor:
+        tr = make_trainer(str(tmp_path / f"w{weight}"), steps=1, harmful_reward_weight=weight,
+                          trusted_benign_margin=float("inf"))
+        return tr._advantages(ro, zeros, zeros, None)["adv"]
+
+    plain, costonly = adv(1.0), adv(0.0)
+    assert plain[:3].abs().max() > 0.5  # weight 1: the reward ranks the safe harmful answers
+    torch.testing.assert_close(costonly[:3], torch.zeros(3))
+    assert costonly[4] < 0 and costonly[3] > 0 and costonly[5] > 0  # the violator is pushed down
+    torch.testing.assert_close(costonly[6:], plain[6:])  # benign prompts: as before

@@ -134,6 +134,12 @@ class AlignConfig(ConfigBase):
     seed: int = option(0, help="seed of prompt order, sampling and initialisation")
     dtype: str = option("auto", help="auto (bf16 where fast), float32 or bfloat16")
     steps: int = option(40, help="policy-update steps (one rollout batch each)")
+    extend_steps: int = option(
+        0, help="up to this many more steps while the constraint is still violated: past `steps`, training stops "
+                "at the first step whose last `extend_window` steps averaged at most `extend_violation` violating "
+                "prompts (a run from a weak start gets the steps it needs, one already feasible stops on time)")
+    extend_window: int = option(8, help="steps averaged by the extend_steps rule")
+    extend_violation: float = option(0.1, help="violating-prompt share (as logged) at or below which extending stops")
     prompts_per_step: int = option(8, help="prompts per rollout batch")
     samples_per_prompt: int = option(4, help="responses per prompt (the group of the group-relative baseline)")
     estimator: Literal["grpo", "ppo"] = option(
@@ -160,6 +166,11 @@ class AlignConfig(ConfigBase):
     refusal_rule_reward: float = option(
         0.0, help="its counterpart: a refusal of a prompt of the *benign* pools (look-alikes included) gets a reward "
                   "of at most minus this (0 = off), so that refusing spreads less to safe requests")
+    harmful_reward_weight: float = option(
+        1.0, help="weight of the reward model's score in the advantages of *harmful*-pool prompts (1 = as for any "
+                  "prompt, 0 = only the cost decides there): with the rectified constraint a harmful prompt's safe "
+                  "answers carry no cost signal, so the reward alone ranks a refusal against a deflection that "
+                  "scores a little more helpful, and RL drifts from refusing to deflecting")
     trusted_benign_margin: float = option(
         0.0, help="> threshold: answers to prompts of the *benign* pools cost at most the threshold unless their "
                   "cost exceeds this margin (Llama 2's piecewise safety reward: the safety score counts for prompts "
@@ -200,6 +211,8 @@ class AlignConfig(ConfigBase):
 
     def validate(self) -> None:
         require(self.steps >= 0, "steps must be >= 0")
+        require(self.extend_steps >= 0 and self.extend_window >= 1, "extend_steps must be >= 0, extend_window >= 1")
+        require(0 <= self.extend_violation <= 1, "extend_violation is a share, in [0, 1]")
         require(self.prompts_per_step >= 1, "prompts_per_step must be >= 1")
         require(self.samples_per_prompt >= 2 or self.estimator == "ppo",
                 "grpo needs samples_per_prompt >= 2 (the baseline is the group mean)")
@@ -209,5 +222,6 @@ class AlignConfig(ConfigBase):
         require(set(self.report_to) <= {"jsonl", "tensorboard"}, "report_to takes jsonl and/or tensorboard")
         require(self.checkpoint_every >= 0 and self.keep_checkpoints >= 1, "bad checkpoint options")
         require(self.trusted_benign_margin >= 0, "trusted_benign_margin must be >= 0")
+        require(self.harmful_reward_weight >= 0, "harmful_reward_weight must be >= 0")
         require(not self.guided_refusals or any(o.strip() for o in self.guide_openers),
                 "guided_refusals needs at least one non-empty guide_openers entry")

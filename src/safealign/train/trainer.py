@@ -153,6 +153,7 @@ class RLTrainer:
                                      lookalike, cfg.data.lookalike_fraction)
         self.step = 0
         self.bad_steps = 0
+        self.violations: list[float] = []  # violating-prompt share per step: the extend_steps rule reads it
         self._tb = None
 
     # ------------------------------------------------------------------ log-probs
@@ -205,15 +206,16 @@ class RLTrainer:
         batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
         return {"prompts": prompts, "is_harmful": is_harmful, "gens": flat, "reward": reward, "cost": cost,
-                "group": group, "guided": guided, "batch": batch, "gen_time": gen_time,
+                "group": group, "harmful": harmful, "guided": guided, "batch": batch, "gen_time": gen_time,
                 "new_tokens": sum(g.num_tokens for g in flat)}
 
     def _advantages(self, ro: dict[str, Any], old_logp: torch.Tensor, ref_logp: torch.Tensor,
                     old_values: torch.Tensor | None) -> dict[str, torch.Tensor]:
         cfg, h = self.cfg, self.handler
         mask = ro["batch"].response_mask.to(old_logp.device).float()
+        reward = ro["reward"] * torch.where(ro["harmful"], cfg.harmful_reward_weight, 1.0)  # [N]
         if cfg.estimator == "grpo":
-            shaped = h.shaped_reward(ro["reward"], ro["cost"], ro["group"])
+            shaped = h.shaped_reward(reward, ro["cost"], ro["group"])
             return {"adv": L.group_advantages(shaped, ro["group"], cfg.advantage_scale).to(old_logp.device)}
         # PPO (Safe RLHF layout): scores at the last response token; KL shaping on both streams.
         last = (mask.sum(1).long() - 1).clamp(min=0)  # [N]
@@ -221,7 +223,7 @@ class RLTrainer:
         rows = torch.arange(mask.shape[0])
         r_tok = -cfg.kl_coef * kl
         c_tok = cfg.kl_coef * kl
-        r_tok[rows, last] += ro["reward"].to(r_tok.device)
+        r_tok[rows, last] += reward.to(r_tok.device)
         c_tok[rows, last] += h.transformed_cost(ro["cost"], ro["group"]).to(c_tok.device)
         adv_r, ret_r = L.gae(r_tok, old_values[..., 0], mask, lam=cfg.gae_lambda)
         adv_c, ret_c = L.gae(c_tok, old_values[..., 1], mask, lam=cfg.gae_lambda)
@@ -346,7 +348,7 @@ class RLTrainer:
         last: dict[str, float] = {}
         completions = 0
         try:
-            while self.step < cfg.steps:
+            while self.step < cfg.steps or self._extend(bar):
                 try:
                     metrics = self.train_step()
                     self.bad_steps = 0
@@ -358,6 +360,8 @@ class RLTrainer:
                                             f"(last: {err}); stopping before the weights are corrupted") from err
                     metrics = {"skipped": 1.0}
                 self.step += 1
+                if "violating_prompts" in metrics:
+                    self.violations.append(metrics["violating_prompts"])
                 completions += int(metrics.get("completions", 0))
                 last = {"step": self.step, **metrics}
                 with open(log_path, "a") as fh:
@@ -365,7 +369,7 @@ class RLTrainer:
                 self._tensorboard(last)
                 bar.update(1)
                 bar.set_postfix({k: f"{last[k]:.3g}" for k in ("reward", "cost", "constraint/lambda") if k in last})
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
         finally:
             bar.close()
@@ -378,6 +382,19 @@ class RLTrainer:
                    "policy_dir": str(self.save_policy(self.out_dir / "model"))}
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def _extend(self, bar: Any) -> bool:
+        """Past ``steps``: one more step while the recent violating-prompt share exceeds ``extend_violation``."""
+        cfg = self.cfg
+        recent = self.violations[-cfg.extend_window:]
+        if self.step >= cfg.steps + cfg.extend_steps or not recent or sum(recent) / len(recent) <= cfg.extend_violation:
+            return False
+        if self.step == cfg.steps:
+            self.log(f"step {self.step}: {sum(recent) / len(recent):.2f} of prompts still violate over the last "
+                     f"{len(recent)} steps (> {cfg.extend_violation}); extending, up to {cfg.extend_steps} steps")
+        bar.total = self.step + 1
+        bar.refresh()
+        return True
 
     def calibrate_threshold(self) -> float:
         """d = max(d, quantile_q of the costs of the policy's answers to held-in benign prompts).
@@ -446,7 +463,7 @@ class RLTrainer:
 
         save_file({k: v.contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
         state = {
-            "step": self.step, "bad_steps": self.bad_steps,
+            "step": self.step, "bad_steps": self.bad_steps, "violations": self.violations,
             "optimizer": self.optimizer.state_dict(),
             "handler": self.handler.state_dict(), "prompts": self.prompts.state_dict(),
             "value_heads": self.value_heads.state_dict() if self.value_heads is not None else None,
@@ -483,6 +500,7 @@ class RLTrainer:
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         self.step, self.bad_steps = int(state["step"]), int(state["bad_steps"])
+        self.violations = list(state.get("violations", []))  # absent in checkpoints older than extend_steps
         self.log(f"resumed from {ckpt} (step {self.step})")
         return True
 
