@@ -625,7 +625,9 @@ def test_warmstart_batch_mix_keeps_older_cache_keys(tmp_path, monkeypatch):
     (model / "config.json").write_text("{}")
     key = warmstart_dir(str(model), WarmStartConfig(), 0, 8, 16, ["q_proj"])[2]
     assert "batch_mix" not in key["cfg"]
-    assert (warmstart_dir(str(model), WarmStartConfig(batch_mix="stratified"), 0, 8, 16, ["q_proj"])[0]
+    with pytest.raises(Exception, match="needs objective: dpo"):
+        WarmStartConfig.from_dict({"batch_mix": "stratified", "objective": "sft"})
+    assert (warmstart_dir(str(model), WarmStartConfig(batch_mix="stratified", objective="dpo"), 0, 8, 16, ["q_proj"])[0]
             != warmstart_dir(str(model), WarmStartConfig(), 0, 8, 16, ["q_proj"])[0])
 
 

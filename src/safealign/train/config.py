@@ -121,6 +121,8 @@ class WarmStartConfig(ConfigBase):
         require(min(self.refusals, self.safe_answers, self.self_distill, self.lookalikes, self.questions) >= 0, "example counts must be >= 0")
         require(self.self_distill_tokens >= 1, "self_distill_tokens must be >= 1")
         require(self.dpo_beta > 0 and self.chosen_nll >= 0, "dpo_beta must be > 0 and chosen_nll >= 0")
+        require(self.batch_mix == "random" or self.objective == "dpo",
+                "warmstart.batch_mix: stratified needs objective: dpo (the strata are the pairs' two kinds)")
 
 
 @dataclass
