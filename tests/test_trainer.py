@@ -17,6 +17,26 @@ from safetensors.torch import load_file
 from tests.fake_scorers import NaNScorer
 from tests.train_run import make_trainer
 
+
+class SureEngine:
+    """A stand-in generation engine: every prompt is answered "Sure, answer i." and ends its turn."""
+
+    def generate(self, prompts, sampling, progress=False):
+        from types import SimpleNamespace
+
+        return [[SimpleNamespace(text=f"Sure, answer {i}.", finish_reason="eos")] for i in range(len(prompts))]
+
+
+@pytest.fixture
+def keyed_model(tmp_path, monkeypatch):
+    """An empty model folder and SAFEALIGN_HOME, enough for warmstart_dir to key a cache."""
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path / "home"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    return str(model)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -161,8 +181,6 @@ def test_warmstart_pairs_prefer_refusal_only_for_harmful_prompts():
 def test_warmstart_hedged_rejections_cover_the_chosen_refusal_style():
     """With hedged_rejections, benign prompts also disprefer the dataset's hedge ("As an AI language model, ..."),
     which the harmful prompts' chosen refusals use; every hedge is a refusal by the shared detector."""
-    from types import SimpleNamespace
-
     from safealign.scoring.data import (
         HEDGED_REFUSALS_EVAL,
         HEDGED_REFUSALS_TRAIN,
@@ -172,16 +190,12 @@ def test_warmstart_hedged_rejections_cover_the_chosen_refusal_style():
     from safealign.train.config import WarmStartConfig
     from safealign.train.sft import warmstart_pairs
 
-    class Engine:
-        def generate(self, prompts, sampling, progress=False):
-            return [[SimpleNamespace(text=f"Sure, answer {i}.", finish_reason="eos")] for i in range(len(prompts))]
-
     assert all(looks_like_refusal(h) for h in HEDGED_REFUSALS_TRAIN + HEDGED_REFUSALS_EVAL)
     assert not set(HEDGED_REFUSALS_TRAIN) & set(REFUSALS_EVAL + HEDGED_REFUSALS_EVAL)
     hedged_share = {}
     for on in (False, True):
         cfg = WarmStartConfig(refusals=2, safe_answers=0, self_distill=60, hedged_rejections=on)
-        benign = [p for p in warmstart_pairs(cfg, Engine(), seed=0) if p.chosen.startswith("Sure, answer")]
+        benign = [p for p in warmstart_pairs(cfg, SureEngine(), seed=0) if p.chosen.startswith("Sure, answer")]
         assert len(benign) == 60
         hedged_share[on] = sum(p.rejected in HEDGED_REFUSALS_TRAIN for p in benign) / len(benign)
     assert hedged_share[False] == 0.0 and 0.25 < hedged_share[True] < 0.75  # 7 of the 13 rejections are hedges
@@ -190,19 +204,13 @@ def test_warmstart_hedged_rejections_cover_the_chosen_refusal_style():
 def test_warmstart_plain_refusal_style_drops_the_hedge_and_only_that():
     """refusal_style plain: no chosen refusal of a harmful prompt opens in the 'as an AI' hedge, the count is kept,
     and the benign prompts (mined with the same draws) do not change."""
-    from types import SimpleNamespace
-
     from safealign.train.config import WarmStartConfig
     from safealign.train.sft import warmstart_pairs
-
-    class Engine:
-        def generate(self, prompts, sampling, progress=False):
-            return [[SimpleNamespace(text=f"Sure, answer {i}.", finish_reason="eos")] for i in range(len(prompts))]
 
     chosen, benign = {}, {}
     for style in ("all", "plain"):
         cfg = WarmStartConfig(refusals=120, safe_answers=0, self_distill=20, refusal_style=style)
-        pairs = warmstart_pairs(cfg, Engine(), seed=3)
+        pairs = warmstart_pairs(cfg, SureEngine(), seed=3)
         chosen[style] = [p.chosen for p in pairs if p.rejected.startswith("Sure, answer")]
         benign[style] = [p.messages[-1]["content"] for p in pairs if p.chosen.startswith("Sure, answer")]
     hedged = {k: sum("as an ai" in t[:200].lower() for t in v) for k, v in chosen.items()}
@@ -554,24 +562,20 @@ def test_shared_prompt_forward_matches_the_plain_layout_in_values_and_gradients(
         torch.testing.assert_close(shared[2][name], plain[2][name], atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_warmstart_seed_lets_rl_seeds_share_one_cached_warm_start(tmp_path, monkeypatch):
+def test_warmstart_seed_lets_rl_seeds_share_one_cached_warm_start(keyed_model):
     """warmstart.seed fixes the warm start's seed (and so its cache) while the RL seed varies; unset, the
     run's seed keys it as before, so caches built before the option existed are still found."""
     from safealign.train.config import WarmStartConfig
     from safealign.train.sft import warmstart_dir
 
-    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path / "home"))
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
 
     def where(run_seed: int, ws_seed: int | None) -> tuple:
-        return warmstart_dir(str(model), WarmStartConfig(seed=ws_seed), run_seed, 8, 16, ["q_proj"])[:2]
+        return warmstart_dir(keyed_model, WarmStartConfig(seed=ws_seed), run_seed, 8, 16, ["q_proj"])[:2]
 
     assert where(3, None) == where(7, 3)  # an explicit seed equal to the run's: the same cache
     assert where(1, 0) == where(2, 0) and where(1, 0)[1] == 0
     assert where(1, None) != where(2, None)
-    key = warmstart_dir(str(model), WarmStartConfig(), 3, 8, 16, ["q_proj"])[2]
+    key = warmstart_dir(keyed_model, WarmStartConfig(), 3, 8, 16, ["q_proj"])[2]
     assert "seed" not in key["cfg"] and key["seed"] == 3
 
 
@@ -600,35 +604,25 @@ def test_stratified_warmstart_batches_hold_each_kind_in_proportion():
 
 
 def test_warmstart_pairs_mark_the_refusal_preferring_side():
-    from types import SimpleNamespace
-
     from safealign.train.config import WarmStartConfig
     from safealign.train.sft import warmstart_pairs
 
-    class Engine:
-        def generate(self, prompts, sampling, progress=False):
-            return [[SimpleNamespace(text=f"Sure, answer {i}.", finish_reason="eos")] for i in range(len(prompts))]
-
-    pairs = warmstart_pairs(WarmStartConfig(refusals=30, safe_answers=5, self_distill=20), Engine(), seed=1)
+    pairs = warmstart_pairs(WarmStartConfig(refusals=30, safe_answers=5, self_distill=20), SureEngine(), seed=1)
     assert {p.refuse for p in pairs} == {True, False}
     for p in pairs:  # the model's own answer is preferred exactly on the benign side
         assert p.chosen.startswith("Sure, answer") != p.refuse
 
 
-def test_warmstart_batch_mix_keeps_older_cache_keys(tmp_path, monkeypatch):
+def test_warmstart_batch_mix_keeps_older_cache_keys(keyed_model):
     from safealign.train.config import WarmStartConfig
     from safealign.train.sft import warmstart_dir
 
-    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path / "home"))
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    key = warmstart_dir(str(model), WarmStartConfig(), 0, 8, 16, ["q_proj"])[2]
+    key = warmstart_dir(keyed_model, WarmStartConfig(), 0, 8, 16, ["q_proj"])[2]
     assert "batch_mix" not in key["cfg"]
     with pytest.raises(Exception, match="needs objective: dpo"):
         WarmStartConfig.from_dict({"batch_mix": "stratified", "objective": "sft"})
-    assert (warmstart_dir(str(model), WarmStartConfig(batch_mix="stratified", objective="dpo"), 0, 8, 16, ["q_proj"])[0]
-            != warmstart_dir(str(model), WarmStartConfig(), 0, 8, 16, ["q_proj"])[0])
+    assert (warmstart_dir(keyed_model, WarmStartConfig(batch_mix="stratified", objective="dpo"), 0, 8, 16, ["q_proj"])[0]
+            != warmstart_dir(keyed_model, WarmStartConfig(), 0, 8, 16, ["q_proj"])[0])
 
 
 @pytest.mark.parametrize("violations, steps_run", [([0.0, 0.0, 1.0, 1.0, 1.0], 2),  # feasible on time: no extension

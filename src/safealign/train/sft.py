@@ -393,6 +393,11 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
     return _stats(losses, len(pairs), start, dpo_accuracy_last10=sum(tail) / len(tail))
 
 
+# options added after warm starts were first cached: at these defaults they stay out of the cache key, so
+# older caches stay valid (lookalike_method: session 14, batch_mix: session 16)
+_KEYLESS_DEFAULTS = {"lookalike_method": "embedding", "batch_mix": "random"}
+
+
 def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, lora_alpha: int,
                   target_modules: list[str]) -> tuple[Path, int, dict[str, Any]]:
     """Cache folder of a warm start, its effective seed (``cfg.seed``, else the run's ``seed``) and its key."""
@@ -404,11 +409,7 @@ def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, 
 
     seed = seed if cfg.seed is None else cfg.seed
     # "data": 2 since own answers are generated only for the steps x batch_size examples a run uses
-    fields = cfg.to_dict()
-    if fields.get("lookalike_method") == "embedding":  # added in session 14: its default keeps older caches valid
-        del fields["lookalike_method"]
-    if fields.get("batch_mix") == "random":  # added in session 16, likewise
-        del fields["batch_mix"]
+    fields = {k: v for k, v in cfg.to_dict().items() if not (k in _KEYLESS_DEFAULTS and _KEYLESS_DEFAULTS[k] == v)}
     del fields["seed"]  # added in session 15; the effective seed is keyed below, as before
     key = {"model": str(resolve(model_ref)), "cfg": fields, "seed": seed, "r": lora_r, "data": 2,
            "alpha": lora_alpha, "targets": list(target_modules)}

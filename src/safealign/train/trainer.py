@@ -205,7 +205,7 @@ class RLTrainer:
         prompt_ids = self.engine.encode(prompts, sampling)
         batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
-        return {"prompts": prompts, "is_harmful": is_harmful, "gens": flat, "reward": reward, "cost": cost,
+        return {"prompts": prompts, "gens": flat, "reward": reward, "cost": cost,
                 "group": group, "harmful": harmful, "guided": guided, "batch": batch, "gen_time": gen_time,
                 "new_tokens": sum(g.num_tokens for g in flat)}
 
@@ -319,8 +319,7 @@ class RLTrainer:
     def _batch_metrics(self, ro: dict[str, Any]) -> dict[str, float]:
         d = self.cfg.constraint.threshold
         own = ~ro["guided"]  # rates describe the policy, so guided samples are left out
-        cost, reward, group = ro["cost"][own], ro["reward"][own], ro["group"][own]
-        harmful = torch.tensor([ro["is_harmful"][int(g)] for g in group])
+        cost, reward, group, harmful = ro["cost"][own], ro["reward"][own], ro["group"][own], ro["harmful"][own]
         viol = (cost > d).float()
         per_prompt = torch.stack([viol[group == g].mean() for g in group.unique()])
         out = {"reward": float(reward.mean()), "cost": float(cost.mean()), "unsafe_rate": float(viol.mean()),
