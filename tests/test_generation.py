@@ -256,3 +256,26 @@ def test_shared_prefill_draws_what_a_prefill_per_row_draws(tiny_llama, smol_toke
         for a, b in zip(row_a, row_b, strict=True):
             assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
             torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5, rtol=0)
+
+
+def test_two_level_draw_matches_one_search_over_the_vocabulary():
+    """Blocks (256 tokens) and padding (600 = 2 x 256 + 88) change no draw and no log-probability."""
+    from safealign.generation.engine import sample_with_logprob
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 600) * 2
+    logits[:, 250:300] = float("-inf")  # zero mass across a block boundary
+    logits[1, :] = float("-inf")
+    logits[1, 599] = 0.0  # all the mass on the last (padded) block's last real token
+    cfg = SamplingConfig(temperature=1.0, top_p=1.0)
+    for seed in range(50):
+        tok, lp = sample_with_logprob(logits, cfg, torch.Generator().manual_seed(seed))
+        cdf = logits.softmax(-1).cumsum(-1)  # the one-level reference, from the same uniform
+        u = torch.rand(6, 1, generator=torch.Generator().manual_seed(seed)) * cdf[:, -1:]
+        ref = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+        assert torch.equal(tok, ref)
+        assert torch.allclose(lp, torch.log_softmax(logits, -1).gather(1, tok[:, None]).squeeze(1), atol=1e-5)
+        assert not torch.isinf(logits.gather(1, tok[:, None])).any()
+    # a tempered draw still reports the untempered model's log-probability
+    tok, lp = sample_with_logprob(logits, SamplingConfig(temperature=0.7, top_p=1.0), torch.Generator().manual_seed(3))
+    assert torch.allclose(lp, torch.log_softmax(logits, -1).gather(1, tok[:, None]).squeeze(1), atol=1e-5)

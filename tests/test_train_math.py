@@ -308,3 +308,30 @@ def test_adapter_input_casts_off_under_autocast_changes_no_bits(smol_tokenizer, 
     mask = batch.response_mask.bool()
     assert torch.equal(lp[mask], ref_lp[mask])
     assert all(torch.equal(a, b) for a, b in zip(g, ref_g, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_token_logprobs_match_log_softmax_gather_and_its_gradient(dtype, monkeypatch):
+    import safealign.train.token_logprobs as TL
+
+    monkeypatch.setattr(TL, "CHUNK_ROWS", 3)  # several chunks and a ragged last one over 2 x 5 = 10 rows
+    torch.manual_seed(0)
+    logits = (torch.randn(2, 5, 37) * 4).to(dtype).requires_grad_()
+    before = logits.detach().clone()
+    targets = torch.randint(0, 37, (2, 5))
+    g = torch.randn(2, 5)
+    ref_full = torch.log_softmax(logits.float(), -1)
+    ref = ref_full.gather(-1, targets[..., None]).squeeze(-1)
+    (ref_grad,) = torch.autograd.grad((ref * g).sum(), logits)
+    out = TL.token_logprobs(logits, targets)
+    (grad,) = torch.autograd.grad((out * g).sum(), logits)
+    assert out.dtype == torch.float32 and out.shape == (2, 5)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert grad.dtype == dtype
+    assert torch.equal(logits.detach(), before)  # the backward works on copies (fp32's .float() is no copy)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert torch.allclose(grad.float(), ref_grad.float(), atol=tol)
+    # the gradient's row sums are 0 (softmax minus one-hot, scaled): nothing leaks into the normaliser
+    assert torch.allclose(grad.float().sum(-1), torch.zeros(2, 5), atol=5e-2 if dtype == torch.bfloat16 else 1e-5)
+    ent = TL.token_entropy(logits)
+    assert torch.allclose(ent, -(ref_full.exp() * ref_full).sum(-1), atol=1e-4)

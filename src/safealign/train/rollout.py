@@ -14,6 +14,7 @@ from safealign.data.records import Message
 from safealign.generation import Generation, SamplingConfig
 from safealign.generation.engine import cache_argument, cache_of
 from safealign.models.adapters import autocast_forward
+from safealign.train.token_logprobs import token_entropy, token_logprobs
 
 
 class PromptMixture:
@@ -215,14 +216,10 @@ def response_logprobs(model: Any, batch: SequenceBatch, device: str, dtype: torc
                         output_hidden_states=want_hidden, use_cache=False)
             shared = (out.logits[:, -(t + 1):-1, :],  # column P - 1 + j predicts response token j
                       out.hidden_states[-1][:, -(t + 1):-1, :] if want_hidden else None)
-    logits, hidden = shared[0].float(), shared[1]  # [N, T, V], [N, T, H]
+    logits, hidden = shared  # [N, T, V] in the compute dtype, [N, T, H]
     targets = batch.input_ids[:, batch.prompt_width:].to(device)  # [N, T]
-    logp_all = torch.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)
-    entropy = None
-    if want_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
+    logp = token_logprobs(logits, targets)  # [N, T] fp32, without a [N, T, V] fp32 log-softmax
+    entropy = token_entropy(logits) if want_entropy else None
     return logp, entropy, hidden.float() if hidden is not None else None
 
 
