@@ -323,7 +323,8 @@ def test_token_logprobs_match_log_softmax_gather_and_its_gradient(dtype, monkeyp
     ref_full = torch.log_softmax(logits.float(), -1)
     ref = ref_full.gather(-1, targets[..., None]).squeeze(-1)
     (ref_grad,) = torch.autograd.grad((ref * g).sum(), logits)
-    out = TL.token_logprobs(logits, targets)
+    out, ent = TL.token_logprobs(logits, targets, with_entropy=True)
+    assert TL.token_logprobs(logits, targets)[1] is None
     (grad,) = torch.autograd.grad((out * g).sum(), logits)
     assert out.dtype == torch.float32 and out.shape == (2, 5)
     assert torch.allclose(out, ref, atol=1e-5)
@@ -333,5 +334,5 @@ def test_token_logprobs_match_log_softmax_gather_and_its_gradient(dtype, monkeyp
     assert torch.allclose(grad.float(), ref_grad.float(), atol=tol)
     # the gradient's row sums are 0 (softmax minus one-hot, scaled): nothing leaks into the normaliser
     assert torch.allclose(grad.float().sum(-1), torch.zeros(2, 5), atol=5e-2 if dtype == torch.bfloat16 else 1e-5)
-    ent = TL.token_entropy(logits)
+    assert not ent.requires_grad
     assert torch.allclose(ent, -(ref_full.exp() * ref_full).sum(-1), atol=1e-4)

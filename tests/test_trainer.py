@@ -568,7 +568,6 @@ def test_warmstart_seed_lets_rl_seeds_share_one_cached_warm_start(keyed_model):
     from safealign.train.config import WarmStartConfig
     from safealign.train.sft import warmstart_dir
 
-
     def where(run_seed: int, ws_seed: int | None) -> tuple:
         return warmstart_dir(keyed_model, WarmStartConfig(seed=ws_seed), run_seed, 8, 16, ["q_proj"])[:2]
 

@@ -14,7 +14,7 @@ from safealign.data.records import Message
 from safealign.generation import Generation, SamplingConfig
 from safealign.generation.engine import cache_argument, cache_of
 from safealign.models.adapters import autocast_forward
-from safealign.train.token_logprobs import token_entropy, token_logprobs
+from safealign.train.token_logprobs import token_logprobs
 
 
 class PromptMixture:
@@ -218,8 +218,7 @@ def response_logprobs(model: Any, batch: SequenceBatch, device: str, dtype: torc
                       out.hidden_states[-1][:, -(t + 1):-1, :] if want_hidden else None)
     logits, hidden = shared  # [N, T, V] in the compute dtype, [N, T, H]
     targets = batch.input_ids[:, batch.prompt_width:].to(device)  # [N, T]
-    logp = token_logprobs(logits, targets)  # [N, T] fp32, without a [N, T, V] fp32 log-softmax
-    entropy = token_entropy(logits) if want_entropy else None
+    logp, entropy = token_logprobs(logits, targets, want_entropy)  # [N, T] fp32 each, no [N, T, V] fp32 log-softmax
     return logp, entropy, hidden.float() if hidden is not None else None
 
 

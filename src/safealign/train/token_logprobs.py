@@ -21,17 +21,26 @@ CHUNK_ROWS = 16
 
 class _TokenLogProbs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        # logits [R, V] (any float dtype), targets [R] long -> [R] fp32
-        lse = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)  # [R]
-        for s in range(0, logits.shape[0], CHUNK_ROWS):
-            lse[s:s + CHUNK_ROWS] = torch.logsumexp(logits[s:s + CHUNK_ROWS].float(), -1)
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor, with_entropy: bool
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        # logits [R, V] (any float dtype), targets [R] long -> log p(target) [R] fp32, entropy [R] fp32 (or [0])
+        rows = logits.shape[0]
+        lse = torch.empty(rows, dtype=torch.float32, device=logits.device)  # [R]
+        entropy = torch.empty(rows if with_entropy else 0, dtype=torch.float32, device=logits.device)
+        for s in range(0, rows, CHUNK_ROWS):
+            e = s + CHUNK_ROWS
+            x = logits[s:e].float()  # [c, V]
+            lse[s:e] = torch.logsumexp(x, -1)
+            if with_entropy:  # from the same fp32 chunk and normaliser, not a second pass over the logits
+                logp = x - lse[s:e, None]
+                entropy[s:e] = -(logp.exp() * logp).sum(-1)
         picked = logits.gather(1, targets[:, None]).squeeze(1).float()  # [R]
         ctx.save_for_backward(logits, targets, lse)
-        return picked - lse
+        ctx.mark_non_differentiable(entropy)
+        return picked - lse, entropy
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, grad_out: torch.Tensor, _grad_entropy: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         logits, targets, lse = ctx.saved_tensors
         g = grad_out.float()  # [R]
         grad = torch.empty_like(logits)  # [R, V] in the logits' dtype
@@ -41,22 +50,14 @@ class _TokenLogProbs(torch.autograd.Function):
             p = (logits[s:e].float() - lse[s:e, None]).exp_()  # softmax of the chunk [c, V] fp32
             p.mul_(-g[s:e, None]).scatter_add_(1, targets[s:e, None], g[s:e, None])
             grad[s:e] = p
-        return grad, None
+        return grad, None, None
 
 
-def token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """logits [..., V], targets [...] (token ids) -> log p(target) [...] in fp32; differentiable in logits."""
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, with_entropy: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """logits [..., V], targets [...] (token ids) -> log p(target) [...] in fp32, differentiable in logits, and
+    (``with_entropy``) the entropy of softmax(logits) [...] in fp32, not differentiable; else None."""
     shape = targets.shape
     flat = logits.reshape(-1, logits.shape[-1])
-    return _TokenLogProbs.apply(flat, targets.reshape(-1).to(flat.device)).view(shape)
-
-
-@torch.no_grad()
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """logits [..., V] -> entropy of softmax(logits) [...] in fp32, chunked like :func:`token_logprobs`."""
-    flat = logits.reshape(-1, logits.shape[-1])
-    out = torch.empty(flat.shape[0], dtype=torch.float32, device=flat.device)
-    for s in range(0, flat.shape[0], CHUNK_ROWS):
-        logp = torch.log_softmax(flat[s:s + CHUNK_ROWS].float(), -1)
-        out[s:s + CHUNK_ROWS] = -(logp.exp() * logp).sum(-1)
-    return out.view(logits.shape[:-1])
+    logp, entropy = _TokenLogProbs.apply(flat, targets.reshape(-1).to(flat.device), with_entropy)
+    return logp.view(shape), entropy.view(shape) if with_entropy else None
