@@ -669,3 +669,27 @@ def test_harmful_reward_weight_zero_leaves_only_the_cost_on_harmful_prompts(tmp_
     torch.testing.assert_close(costonly[:3], torch.zeros(3))
     assert costonly[4] < 0 and costonly[3] > 0 and costonly[5] > 0  # the violator is pushed down
     torch.testing.assert_close(costonly[6:], plain[6:])  # benign prompts: as before
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_merged_weight_matches_peft_merge_and_leaves_the_base_alone(dtype):
+    """The fused addmm merge equals W + peft's delta (and DoRA keeps peft's own path); W itself is untouched."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+
+    from safealign.train.rollout import _merged_weight
+
+    torch.manual_seed(0)
+    for dora in (False, True):
+        net = get_peft_model(torch.nn.Sequential(torch.nn.Linear(12, 10, bias=False)).to(dtype),
+                             LoraConfig(r=4, lora_alpha=8, target_modules=["0"], use_dora=dora))
+        layer = next(m for m in net.modules() if isinstance(m, LoraLayer))
+        torch.nn.init.normal_(layer.lora_B["default"].weight)
+        base = layer.base_layer.weight.detach().clone()
+        with torch.no_grad():
+            got = _merged_weight(layer)
+            want = base.float() + layer.get_delta_weight("default").float()
+        assert got.dtype == torch.float32
+        assert torch.allclose(got, want, atol=1e-5)
+        assert not torch.allclose(got, base.float(), atol=1e-3)  # the adapter really contributes
+        assert torch.equal(layer.base_layer.weight, base)
