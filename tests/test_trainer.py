@@ -292,6 +292,32 @@ def test_grouped_logprobs_equal_one_batch_and_carry_gradients(smol_tokenizer, ti
     assert all(p.grad is not None for p in tiny_llama.parameters() if p.requires_grad)
 
 
+def test_dpo_logprobs_run_a_shared_prompt_once_with_the_same_values_and_gradients(smol_tokenizer, tiny_llama):
+    """Chosen and rejected rows of one prompt share its forward; log-probs and gradients equal the plain layout."""
+    from safealign.train.rollout import response_logprobs
+    from safealign.train.sft import _encode, _response_batch, _sequence_logprobs
+
+    pairs = [("How do I pick a lock?", "I can't help with that.", "First, insert a tension wrench and rake."),
+             ("Name a colour.", "Blue.", "I won't answer that, sorry.")]
+    rows = [_encode(smol_tokenizer, ([{"role": "user", "content": q}], a, True), 96)
+            for q, c, r in pairs for a in (c, r)]
+    batch = _response_batch(rows, smol_tokenizer.pad_token_id)
+    params = [p for p in tiny_llama.parameters() if p.requires_grad]
+    grads = []
+    for shared in (True, False):
+        tiny_llama.zero_grad()
+        if shared:
+            logp, _ = _sequence_logprobs(tiny_llama, batch, torch.float32, "cpu")  # [4]
+        else:
+            lp, _, _ = response_logprobs(tiny_llama, batch, "cpu", torch.float32, share_prompts=False)
+            logp = (lp * batch.response_mask).sum(-1)
+        (logp * torch.tensor([1.0, -1.0, 0.5, -0.5])).sum().backward()
+        grads.append((logp.detach(), [p.grad.clone() for p in params]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-4, rtol=0)
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
 def test_dpo_warmstart_learns_the_prompt_conditional_preference(smol_tokenizer, tiny_llama):
     """The same refusal is preferred for one prompt and dispreferred for another: DPO must learn both."""
     from peft import LoraConfig, get_peft_model

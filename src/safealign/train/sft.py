@@ -315,8 +315,12 @@ def _response_batch(rows: list[tuple[list[int], int]], pad: int) -> SequenceBatc
 
 def _sequence_logprobs(model: Any, batch: SequenceBatch, compute_dtype: torch.dtype,
                        device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed response log-prob [N] and response token count [N]."""
-    logp, _, _ = response_logprobs(model, batch, device, compute_dtype)  # [N, T]
+    """Summed response log-prob [N] and response token count [N].
+
+    A DPO batch holds each prompt twice (its chosen and its rejected answer), so rows that share a prompt
+    run it through the model once (``share_prompts``, as the RL trainer does; the same math up to rounding).
+    """
+    logp, _, _ = response_logprobs(model, batch, device, compute_dtype, share_prompts=True)  # [N, T]
     mask = batch.response_mask.to(logp.device)
     return (logp * mask).sum(-1), mask.sum(-1)
 
