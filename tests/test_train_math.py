@@ -336,3 +336,63 @@ def test_token_logprobs_match_log_softmax_gather_and_its_gradient(dtype, monkeyp
     assert torch.allclose(grad.float().sum(-1), torch.zeros(2, 5), atol=5e-2 if dtype == torch.bfloat16 else 1e-5)
     assert not ent.requires_grad
     assert torch.allclose(ent, -(ref_full.exp() * ref_full).sum(-1), atol=1e-4)
+
+
+def test_refusal_budget_multiplier_rises_above_the_limit_and_falls_to_zero_below():
+    from safealign.train.constraints import RefusalBudget, RefusalBudgetConfig
+
+    rb = RefusalBudget(RefusalBudgetConfig(limit=0.25, lambda_init=0.0, lambda_lr=2.0, window=8))
+    harmful = torch.tensor([True, True, False, False, False, False])
+    refused = torch.tensor([True, False, True, True, False, False])  # benign: 2 of 4 refused
+    rb.update(refused, harmful)
+    assert rb.mu == pytest.approx(2.0 * (0.5 - 0.25))  # the harmful samples' refusals do not count
+    rb.update(refused, harmful)  # window: 4 of 8 -> rate 0.5 again
+    assert rb.mu == pytest.approx(1.0)
+    none = torch.zeros(6, dtype=torch.bool)
+    rb.update(none, harmful)  # window: last 8 benign answers hold 2 refusals -> 0.25, no move
+    assert rb.mu == pytest.approx(1.0)
+    rb.update(none, harmful)  # 0 of 8 -> mu - 2 * 0.25
+    assert rb.mu == pytest.approx(0.5)
+    rb.update(none, harmful)
+    assert rb.mu == 0.0  # projected: never negative
+    rb.update(none, torch.ones(6, dtype=torch.bool))  # no benign sample: no step
+    assert rb.mu == 0.0 and len(rb.window) == 8
+
+
+def test_refusal_budget_penalises_only_refused_benign_answers_and_is_off_at_limit_one():
+    from safealign.train.constraints import RefusalBudget, RefusalBudgetConfig
+
+    rb = RefusalBudget(RefusalBudgetConfig(limit=0.1, lambda_init=3.0))
+    refused = torch.tensor([True, True, False, False])
+    harmful = torch.tensor([True, False, True, False])
+    assert torch.equal(rb.penalty(refused, harmful), torch.tensor([0.0, 3.0, 0.0, 0.0]))
+    state = rb.state_dict()
+    other = RefusalBudget(RefusalBudgetConfig(limit=0.1))
+    other.load_state_dict(state)
+    assert other.mu == 3.0
+    off = RefusalBudget(RefusalBudgetConfig(lambda_init=3.0))  # limit 1: off
+    assert off.mu == 0.0 and off.metrics() == {}
+    off.update(refused, harmful)
+    assert off.mu == 0.0 and not torch.any(off.penalty(refused, harmful))
+
+
+def test_refusal_budget_changes_batch_scaled_advantages_but_not_group_scaled_ones_past_the_flip():
+    """Why the budget wants advantage_scale batch: under per-group std a refusal's advantage saturates once mu
+    ranks it well below the rest of its group; with one pooled std, a larger mu pushes it harder than the
+    other groups' samples."""
+    from safealign.train.constraints import RefusalBudget, RefusalBudgetConfig
+
+    reward = torch.tensor([0.5, 0.6, 0.7, 0.8, 1.0, 0.0, 0.2, 0.4])  # two benign groups of four
+    group = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    refused = torch.tensor([True, False, False, False, False, False, False, False])
+    harmful = torch.zeros(8, dtype=torch.bool)
+    adv = {}
+    for mu in (1.0, 5.0):
+        rb = RefusalBudget(RefusalBudgetConfig(limit=0.0, lambda_init=mu))
+        shaped = reward - rb.penalty(refused, harmful)
+        adv[mu] = {s: L.group_advantages(shaped, group, s) for s in ("group", "batch")}
+    # group std: the refusal's advantage saturates near -(k - 1) / sqrt(k) = -1.5 once it is far below the rest
+    assert float(adv[1.0]["group"][0]) == pytest.approx(float(adv[5.0]["group"][0]), rel=0.05)
+    assert float(adv[5.0]["group"][0]) == pytest.approx(-1.5, rel=0.01)
+    assert adv[5.0]["batch"][0] < adv[1.0]["batch"][0] - 0.05  # the refusal pushed harder
+    assert adv[5.0]["batch"][0] / adv[5.0]["batch"][4].abs() < adv[1.0]["batch"][0] / adv[1.0]["batch"][4].abs()

@@ -548,8 +548,10 @@ def test_guided_samples_train_but_do_not_move_the_multiplier_or_the_logged_rates
     p, g = row("plain"), row("guided")
     assert p["guided"] == 0 and g["guided"] == 1  # 2 prompts per step, harmful_fraction 0.5
     assert g["completions"] == p["completions"] + 1
-    for key in ("constraint/lambda", "cost", "unsafe_rate", "reward", "violating_prompts"):
+    for key in ("constraint/lambda", "cost", "unsafe_rate", "reward", "violating_prompts", "refusal_harmful",
+                "refusal_benign"):
         assert g[key] == pytest.approx(p[key], abs=1e-9), key
+    assert g["refusal_harmful"] == 0.0  # the guided sample opens with a refusal, but it is not the policy's own
     wp, wg = final_weights(tmp_path / "plain"), final_weights(tmp_path / "guided")
     assert any(not torch.equal(wp[k], wg[k]) for k in wp)  # the guided sample took part in the update
 
@@ -719,3 +721,28 @@ def test_merged_weight_matches_peft_merge_and_leaves_the_base_alone(dtype):
         assert torch.allclose(got, want, atol=1e-5)
         assert not torch.allclose(got, base.float(), atol=1e-3)  # the adapter really contributes
         assert torch.equal(layer.base_layer.weight, base)
+
+
+def test_refusal_budget_is_logged_checkpointed_and_moves_the_update(tmp_path, monkeypatch):
+    """The over-refusal multiplier follows the benign refusal rate, survives a checkpoint, and its penalty
+    reaches the policy update (refusals faked by text parity, so benign groups hold both kinds)."""
+    import safealign.train.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "looks_like_refusal", lambda text: len(text) % 2 == 0)
+    budget = {"over_refusal": {"limit": 0.0, "lambda_init": 2.0, "lambda_lr": 1.0}}
+    on = make_trainer(str(tmp_path / "on"), steps=2, **budget)
+    on.train()
+    rows = [json.loads(x) for x in (tmp_path / "on" / "log.jsonl").read_text().splitlines()]
+    rates = [r["refusal_benign"] for r in rows]
+    assert 0 < sum(rates) < len(rates)  # the fake rule refused some benign answers, not all
+    window = [r["over_refusal/benign_refusal_window"] for r in rows]
+    assert rows[0]["over_refusal/mu"] == pytest.approx(2.0 + window[0])  # mu + lr * (rate - 0)
+    assert rows[1]["over_refusal/mu"] == pytest.approx(2.0 + window[0] + window[1])
+    resumed = make_trainer(str(tmp_path / "on"), steps=2, **budget)
+    assert resumed.load_checkpoint()
+    assert resumed.refusal_budget.mu == pytest.approx(rows[1]["over_refusal/mu"])
+    off = make_trainer(str(tmp_path / "off"), steps=2)
+    off.train()
+    assert "over_refusal/mu" not in json.loads((tmp_path / "off" / "log.jsonl").read_text().splitlines()[0])
+    a, b = final_weights(tmp_path / "on"), final_weights(tmp_path / "off")
+    assert any(not torch.equal(a[k], b[k]) for k in a)

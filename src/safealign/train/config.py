@@ -7,7 +7,7 @@ from typing import Literal
 
 from safealign.config import ConfigBase, option, require, section
 from safealign.generation import SamplingConfig
-from safealign.train.constraints import ConstraintConfig
+from safealign.train.constraints import ConstraintConfig, RefusalBudgetConfig
 
 
 def _rollout_sampling() -> SamplingConfig:
@@ -209,6 +209,8 @@ class AlignConfig(ConfigBase):
     lora: LoraConfig = section(LoraConfig, help="LoRA adapter")
     data: PromptMixConfig = section(PromptMixConfig, help="rollout prompt mixture")
     constraint: ConstraintConfig = section(ConstraintConfig, help="safety constraint and multiplier")
+    over_refusal: RefusalBudgetConfig = section(
+        RefusalBudgetConfig, help="optional second constraint: the refusal rate on benign-pool prompts")
     warmstart: WarmStartConfig = section(WarmStartConfig, help="optional SFT warm start")
 
     def validate(self) -> None:

@@ -314,3 +314,66 @@ class DualIterative(LagrangianHandler):
         self.recent.clear()
         self.recent.extend(torch.tensor(v, dtype=torch.float64) for v in state["recent"])
         self.dual_steps = int(state["dual_steps"])
+
+
+@dataclass
+class RefusalBudgetConfig(ConfigBase):
+    """Over-refusal as a second constraint: refused answers to *benign*-pool prompts at most ``limit`` of them.
+
+    The cost constraint alone only pushes towards refusing; a policy that learns it as "refuse what sounds
+    alarming" pays for that only through the reward model. This constraint gives over-refusal its own
+    multiplier: mu rises while the benign refusal rate is above the limit and falls back to 0 below it.
+    """
+
+    limit: float = option(1.0, help="tolerated share of refused answers to benign-pool prompts (1 = off)")
+    lambda_init: float = option(0.0, help="initial multiplier mu")
+    lambda_lr: float = option(2.0, help="dual step size of mu (per unit of refusal-rate excess)")
+    lambda_max: float = option(20.0, help="upper clamp of mu")
+    window: int = option(64, help="recent benign answers whose refusal rate drives the dual step")
+
+    @property
+    def enabled(self) -> bool:
+        return self.limit < 1.0
+
+    def validate(self) -> None:
+        require(0.0 <= self.limit <= 1.0, "over_refusal.limit is a share, in [0, 1]")
+        require(self.lambda_init >= 0 and self.lambda_lr >= 0 and self.lambda_max > 0,
+                "over_refusal: lambda_init and lambda_lr must be >= 0, lambda_max > 0")
+        require(self.window >= 1, "over_refusal.window must be >= 1")
+
+
+class RefusalBudget:
+    """Constraint P(refuse | benign prompt) <= limit with multiplier mu: R = r - mu * 1[benign and refused].
+
+    Dual step (projected gradient ascent on the Lagrangian): mu <- clip(mu + eta (rate - limit), 0, mu_max),
+    rate = refusal share of the last ``window`` benign answers. Only meaningful where advantages keep the
+    multipliers' scale (``advantage_scale: batch`` or ``none``): with GRPO's per-group std, a refusal's advantage
+    saturates near -(k - 1) / sqrt(k) once mu ranks it well below the rest of its group, whatever mu is.
+    """
+
+    def __init__(self, cfg: RefusalBudgetConfig):
+        self.cfg = cfg
+        self.mu = float(cfg.lambda_init) if cfg.enabled else 0.0
+        self.window = CostWindow(cfg.window)
+
+    def penalty(self, refused: torch.Tensor, harmful: torch.Tensor) -> torch.Tensor:
+        """refused, harmful: [N] bool -> [N] float, subtracted from the reward."""
+        return self.mu * (refused & ~harmful).float()
+
+    def update(self, refused: torch.Tensor, harmful: torch.Tensor) -> None:
+        """refused, harmful: [N] bool over the policy's own samples of one step."""
+        if not self.cfg.enabled or bool(harmful.all()):
+            return
+        self.window.extend(refused[~harmful].float())
+        self.mu = min(max(self.mu + self.cfg.lambda_lr * (self.window.mean() - self.cfg.limit), 0.0),
+                      self.cfg.lambda_max)
+
+    def metrics(self) -> dict[str, float]:
+        return {"mu": self.mu, "benign_refusal_window": self.window.mean()} if self.cfg.enabled else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mu": self.mu, "window": self.window.state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mu = float(state["mu"])
+        self.window.load(state["window"])

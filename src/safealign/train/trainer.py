@@ -31,7 +31,7 @@ from safealign.paths import atomic_write_text
 from safealign.scoring.base import Scorer
 from safealign.scoring.data import looks_like_refusal
 from safealign.train.config import AlignConfig
-from safealign.train.constraints import ConstraintHandler, build_handler
+from safealign.train.constraints import ConstraintHandler, RefusalBudget, build_handler
 from safealign.train.rollout import (
     PromptMixture,
     RolloutCopy,
@@ -138,6 +138,7 @@ class RLTrainer:
         self.reward_scorer = reward_scorer or _load_scorer(cfg.reward_model, "reward")
         self.cost_scorer = cost_scorer or _load_scorer(cfg.cost_model, "cost")
         self.handler: ConstraintHandler = build_handler(cfg.constraint)
+        self.refusal_budget = RefusalBudget(cfg.over_refusal)
         if harmful_prompts is None or benign_prompts is None:
             harmful_prompts, benign_prompts = load_prompt_pools(cfg)
         lookalike = None
@@ -202,11 +203,12 @@ class RLTrainer:
             reward, cost = refusal_rules(reward, cost, harmful, responses, cfg.refusal_rule_cost,
                                          cfg.refusal_rule_reward)
         cost = trusted_benign_costs(cost, harmful, self.handler.cfg.threshold, cfg.trusted_benign_margin)
+        refused = torch.tensor([looks_like_refusal(t) for t in responses], dtype=torch.bool)  # [N] policy-side rule
         prompt_ids = self.engine.encode(prompts, sampling)
         batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
         return {"prompts": prompts, "gens": flat, "reward": reward, "cost": cost,
-                "group": group, "harmful": harmful, "guided": guided, "batch": batch, "gen_time": gen_time,
+                "group": group, "harmful": harmful, "guided": guided, "refused": refused, "batch": batch, "gen_time": gen_time,
                 "new_tokens": sum(g.num_tokens for g in flat)}
 
     def _advantages(self, ro: dict[str, Any], old_logp: torch.Tensor, ref_logp: torch.Tensor,
@@ -214,6 +216,7 @@ class RLTrainer:
         cfg, h = self.cfg, self.handler
         mask = ro["batch"].response_mask.to(old_logp.device).float()
         reward = ro["reward"] * torch.where(ro["harmful"], cfg.harmful_reward_weight, 1.0)  # [N]
+        reward = reward - self.refusal_budget.penalty(ro["refused"], ro["harmful"])  # over-refusal constraint
         if cfg.estimator == "grpo":
             shaped = h.shaped_reward(reward, ro["cost"], ro["group"])
             return {"adv": L.group_advantages(shaped, ro["group"], cfg.advantage_scale).to(old_logp.device)}
@@ -310,11 +313,13 @@ class RLTrainer:
         cost_all = self.accelerator.gather(ro["cost"][own].to(self.device)).cpu()
         group_all = self.accelerator.gather(ro["group"][own].to(self.device)).cpu()
         self.handler.update(cost_all, group_all)
+        self.refusal_budget.update(ro["refused"][own], ro["harmful"][own])
         elapsed = time.perf_counter() - t_start
         return {**stats, **self._batch_metrics(ro), "entropy": float(L.masked_mean(entropy, mask_full)),
                 "grad_norm": float(gnorm), "gen_seconds": ro["gen_time"], "step_seconds": elapsed,
                 "tokens_per_second": ro["new_tokens"] / elapsed, "completions": len(ro["gens"]),
-                **{f"constraint/{k}": v for k, v in self.handler.metrics().items()}}
+                **{f"constraint/{k}": v for k, v in self.handler.metrics().items()},
+                **{f"over_refusal/{k}": v for k, v in self.refusal_budget.metrics().items()}}
 
     def _batch_metrics(self, ro: dict[str, Any]) -> dict[str, float]:
         d = self.cfg.constraint.threshold
@@ -326,10 +331,14 @@ class RLTrainer:
                "violating_prompts": float((per_prompt > self.cfg.violation_tau).float().mean()),
                "response_tokens": float(np.mean([g.num_tokens for g, o in zip(ro["gens"], own.tolist(), strict=True) if o])),
                "guided": float(ro["guided"].sum())}
+        # The policy-side refusal pattern (not the evaluation's judge): whether refusing moves where it should.
+        refused = ro["refused"][own].float()  # [N_own]
         if harmful.any():
             out["cost_harmful"] = float(cost[harmful].mean())
+            out["refusal_harmful"] = float(refused[harmful].mean())
         if (~harmful).any():
             out["reward_benign"] = float(reward[~harmful].mean())
+            out["refusal_benign"] = float(refused[~harmful].mean())
         return out
 
     # ------------------------------------------------------------------ loop
@@ -464,7 +473,7 @@ class RLTrainer:
         state = {
             "step": self.step, "bad_steps": self.bad_steps, "violations": self.violations,
             "optimizer": self.optimizer.state_dict(),
-            "handler": self.handler.state_dict(), "prompts": self.prompts.state_dict(),
+            "handler": self.handler.state_dict(), "refusal_budget": self.refusal_budget.state_dict(), "prompts": self.prompts.state_dict(),
             "value_heads": self.value_heads.state_dict() if self.value_heads is not None else None,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     "numpy": np.random.get_state()[1].tolist()},
@@ -493,6 +502,8 @@ class RLTrainer:
         state = torch.load(ckpt / "trainer_state.pt", weights_only=False)  # our own file, written above
         self.optimizer.load_state_dict(state["optimizer"])
         self.handler.load_state_dict(state["handler"])
+        if "refusal_budget" in state:  # checkpoints before session 19 have none
+            self.refusal_budget.load_state_dict(state["refusal_budget"])
         self.prompts.load_state_dict(state["prompts"])
         if self.value_heads is not None and state["value_heads"] is not None:
             self.value_heads.load_state_dict(state["value_heads"])
