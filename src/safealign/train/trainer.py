@@ -216,7 +216,8 @@ class RLTrainer:
         cfg, h = self.cfg, self.handler
         mask = ro["batch"].response_mask.to(old_logp.device).float()
         reward = ro["reward"] * torch.where(ro["harmful"], cfg.harmful_reward_weight, 1.0)  # [N]
-        reward = reward - self.refusal_budget.penalty(ro["refused"], ro["harmful"])  # over-refusal constraint
+        if self.refusal_budget.cfg.enabled:  # over-refusal constraint
+            reward = reward - self.refusal_budget.penalty(ro["refused"], ro["harmful"])
         if cfg.estimator == "grpo":
             shaped = h.shaped_reward(reward, ro["cost"], ro["group"])
             return {"adv": L.group_advantages(shaped, ro["group"], cfg.advantage_scale).to(old_logp.device)}
