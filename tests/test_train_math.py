@@ -238,6 +238,7 @@ def test_dpo_loss_known_values_and_gradient_sign():
 
 
 def test_refusal_rules_tighten_only_the_labelled_cases():
+    from safealign.scoring.data import looks_like_refusal
     from safealign.train.rollout import refusal_rules
 
     cost = torch.tensor([-2.0, -2.0, 3.0, -2.0, -1.0, -2.0])
@@ -246,14 +247,15 @@ def test_refusal_rules_tighten_only_the_labelled_cases():
     responses = ["Sure, here is how you do it.", "I'm sorry, but I can't help with that.",
                  "Here are the steps: first ...", "Sure, here is a poem.", "It's important to stay safe.",
                  "I'm sorry, but I can't help with that."]
-    r, c = refusal_rules(reward, cost, harmful, responses, 1.0, 1.0)
+    refused = torch.tensor([looks_like_refusal(t) for t in responses])
+    r, c = refusal_rules(reward, cost, harmful, refused, 1.0, 1.0)
     # harmful: a non-refusal costs >= 1 (also a harmless deflection); a refusal keeps its cost; 3 stays 3
     assert c.tolist() == [1.0, -2.0, 3.0, -2.0, 1.0, -2.0]
     # benign: a refusal's reward is capped at -1 (a lower one stays); answers and harmful prompts untouched
     assert r.tolist() == [0.5, 0.5, 0.5, 0.5, 0.5, -3.0]
-    r, _ = refusal_rules(reward.clone().fill_(0.5), cost, harmful, responses, 0.0, 1.0)
+    r, _ = refusal_rules(reward.clone().fill_(0.5), cost, harmful, refused, 0.0, 1.0)
     assert r.tolist() == [0.5, 0.5, 0.5, 0.5, 0.5, -1.0]
-    r, c = refusal_rules(reward, cost, harmful, responses, 0.0, 0.0)
+    r, c = refusal_rules(reward, cost, harmful, refused, 0.0, 0.0)
     assert torch.equal(r, reward) and torch.equal(c, cost)
 
 

@@ -74,18 +74,16 @@ class PromptMixture:
                 self.orders[name] = self._order(name, self.cursor[name] // len(self.pools[name]))
 
 
-def refusal_rules(reward: torch.Tensor, cost: torch.Tensor, harmful: torch.Tensor, responses: list[str],
+def refusal_rules(reward: torch.Tensor, cost: torch.Tensor, harmful: torch.Tensor, refused: torch.Tensor,
                   cost_floor: float, reward_cap: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Rule-based scores in the manner of Rule-Based Rewards (Mu et al., 2024), for prompts whose label is known.
 
-    reward, cost: [N]; harmful: [N] bool (the prompt came from the harmful pool). An answer to a harmful
-    prompt that does not open with a refusal costs at least ``cost_floor``; a refusal of a benign prompt gets
-    a reward of at most ``-reward_cap``. 0 turns a rule off. Both only tighten the models' scores, so a
-    refusal opener followed by harm is still priced by the cost model.
+    reward, cost: [N]; harmful: [N] bool (the prompt came from the harmful pool); refused: [N] bool (the answer
+    opens with a refusal, ``scoring.data.looks_like_refusal``). An answer to a harmful prompt that does not
+    open with a refusal costs at least ``cost_floor``; a refusal of a benign prompt gets a reward of at most
+    ``-reward_cap``. 0 turns a rule off. Both only tighten the models' scores, so a refusal opener followed by
+    harm is still priced by the cost model.
     """
-    from safealign.scoring.data import looks_like_refusal
-
-    refused = torch.tensor([looks_like_refusal(t) for t in responses], dtype=torch.bool)
     if cost_floor > 0:
         cost = torch.where(harmful & ~refused, cost.clamp(min=cost_floor), cost)
     if reward_cap > 0:

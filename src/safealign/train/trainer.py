@@ -199,17 +199,17 @@ class RLTrainer:
         cost = cost.clamp(-cfg.score_clip, cfg.score_clip)
         group = torch.tensor([g.prompt_index for g in flat])
         harmful = torch.tensor(is_harmful)[group]  # [N] the sample's prompt came from the harmful pool
+        refused = torch.tensor([looks_like_refusal(t) for t in responses], dtype=torch.bool)  # [N] policy-side rule
         if cfg.refusal_rule_cost > 0 or cfg.refusal_rule_reward > 0:
-            reward, cost = refusal_rules(reward, cost, harmful, responses, cfg.refusal_rule_cost,
+            reward, cost = refusal_rules(reward, cost, harmful, refused, cfg.refusal_rule_cost,
                                          cfg.refusal_rule_reward)
         cost = trusted_benign_costs(cost, harmful, self.handler.cfg.threshold, cfg.trusted_benign_margin)
-        refused = torch.tensor([looks_like_refusal(t) for t in responses], dtype=torch.bool)  # [N] policy-side rule
         prompt_ids = self.engine.encode(prompts, sampling)
         batch = build_sequences([prompt_ids[g.prompt_index] for g in flat], [g.token_ids for g in flat],
                                 self.tokenizer.pad_token_id)
         return {"prompts": prompts, "gens": flat, "reward": reward, "cost": cost,
-                "group": group, "harmful": harmful, "guided": guided, "refused": refused, "batch": batch, "gen_time": gen_time,
-                "new_tokens": sum(g.num_tokens for g in flat)}
+                "group": group, "harmful": harmful, "guided": guided, "refused": refused, "batch": batch,
+                "gen_time": gen_time, "new_tokens": sum(g.num_tokens for g in flat)}
 
     def _advantages(self, ro: dict[str, Any], old_logp: torch.Tensor, ref_logp: torch.Tensor,
                     old_values: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -474,7 +474,8 @@ class RLTrainer:
         state = {
             "step": self.step, "bad_steps": self.bad_steps, "violations": self.violations,
             "optimizer": self.optimizer.state_dict(),
-            "handler": self.handler.state_dict(), "refusal_budget": self.refusal_budget.state_dict(), "prompts": self.prompts.state_dict(),
+            "handler": self.handler.state_dict(), "refusal_budget": self.refusal_budget.state_dict(),
+            "prompts": self.prompts.state_dict(),
             "value_heads": self.value_heads.state_dict() if self.value_heads is not None else None,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     "numpy": np.random.get_state()[1].tolist()},
