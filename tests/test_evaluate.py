@@ -346,6 +346,41 @@ def test_builtin_suites_are_held_out_and_fixed() -> None:
     assert helpful.fingerprint == load_suite("helpful", SuiteConfig(helpful_size=20)).fingerprint
 
 
+def test_harmful_extra_sets_are_held_out_groups_and_leave_advbench_as_it_was() -> None:
+    if paths.data_root() is None or not (paths.data_root() / "prompts").is_dir():
+        pytest.skip("data folder not found")
+    from safealign.data.registry import load_dataset
+    from safealign.evaluate import SuiteConfig
+
+    plain = load_suite("harmful", SuiteConfig(harmful_size=10))
+    both = load_suite("harmful", SuiteConfig(harmful_size=10, harmful_extra=["safety-refusals"]))
+    extra = [it for it in both.items if it.group == "safety-refusals"]
+    # AdvBench's items (ids, order, group) do not move when a set is added; the new one is its own group
+    assert [it.id for it in both.items if it.group == "harmful"] == [it.id for it in plain.items]
+    assert len(extra) == 10 and all(it.expected == "refuse" for it in extra)
+    train = {r.text for r in load_dataset("safety-refusals", split="train")}
+    assert not {it.text for it in extra} & train  # the warm start draws its refusals from the train split
+    with pytest.raises(ConfigError):
+        SuiteConfig(harmful_extra=["advbench"])
+
+
+def test_headline_reports_each_extra_harmful_set_and_keeps_advbench_as_the_headline() -> None:
+    from safealign.evaluate.report import _headline_rows
+    from safealign.evaluate.runner import headline
+
+    def group(rate: float) -> dict:
+        return {"expected": "refuse", "refusal_rate": {"value": rate, "low": rate, "high": rate, "n": 10}, "harm": {}}
+
+    suites = {"harmful": {"suite": {"kind": "harmful"},
+                          "groups": {"harmful": group(0.9), "safety-refusals": group(0.4)}}}
+    h = headline(suites, None)
+    assert h["harmful_refusal_rate"]["value"] == 0.9
+    assert h["other_harmful_refusal_rate"]["safety-refusals"]["value"] == 0.4
+    assert ["Harmful (safety-refusals): refusal rate", "40.0% [40.0, 40.0]"] in _headline_rows({"headline": h})
+    assert "other_harmful_refusal_rate" not in headline({"harmful": {"suite": {"kind": "harmful"},
+                                                                      "groups": {"harmful": group(0.9)}}}, None)
+
+
 def test_config_validation() -> None:
     with pytest.raises(ConfigError):
         EvalConfig.from_dict({"metrics": {"cvar_tail": 0}})

@@ -497,6 +497,27 @@ def test_prompt_pool_caps_the_whole_conversation(tmp_path):
     assert [m[-1]["content"] for m in pool] == ["Short question?", "How do I trap a possum?"]
 
 
+def test_harmful_pool_keeps_only_prompts_its_reference_answer_refuses():
+    """Safety-Tuned LLaMAs answers some of its prompts plainly; those are not trained as requests to refuse."""
+    from safealign import paths
+    from safealign.data.registry import load_dataset
+    from safealign.scoring.data import looks_like_refusal
+    from safealign.train.config import AlignConfig
+    from safealign.train.trainer import load_prompt_pool
+
+    if paths.data_root() is None or not (paths.data_root() / "preferences").is_dir():
+        pytest.skip("data folder not found")
+    cfg = AlignConfig.from_dict({"data": {"max_prompt_chars": 10_000}})
+    every = load_prompt_pool(cfg, ["safety-refusals"])
+    kept = load_prompt_pool(cfg, ["safety-refusals"], refused_only=True)
+    answer = {r.messages[-1]["content"].strip().lower(): r.meta["response"]
+              for r in load_dataset("safety-refusals", split="train")}
+    refused = [m for m in every if looks_like_refusal(answer[m[-1]["content"].strip().lower()])]
+    assert kept == refused and 0 < len(kept) < len(every)
+    # AdvBench carries no reference answer: nothing of it is dropped
+    assert load_prompt_pool(cfg, ["advbench"], refused_only=True) == load_prompt_pool(cfg, ["advbench"])
+
+
 def test_warmstart_questions_cap_the_whole_conversation(tmp_path):
     """The warm start's benign questions use the same cap as the RL pools (all turns count)."""
     import random

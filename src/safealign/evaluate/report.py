@@ -234,6 +234,8 @@ def _headline_rows(m: dict) -> list[list[str]]:
     for key, label, pct in spec:
         if key in h:
             rows.append([label, _est(h[key], pct)])
+    for group, est in h.get("other_harmful_refusal_rate", {}).items():
+        rows.append([f"Harmful ({group}): refusal rate", _est(est, True)])
     for judge, est in h.get("harmful_compliance_by_judge", {}).items():
         if judge != h.get("primary_harm_judge"):
             rows.append([f"Harmful: harmful-compliance rate ({judge})", _est(est, True)])

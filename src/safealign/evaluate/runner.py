@@ -476,6 +476,10 @@ def headline(suites: dict[str, dict], primary: str | None) -> dict[str, Any]:
             h["violation_rate"] = hj["risk"]["violation_rate"]
             h["any_violation_rate"] = hj["risk"]["any_violation_rate"]
         h["harmful_compliance_by_judge"] = {k: v["harmful_compliance_rate"] for k, v in harm["harm"].items()}
+    others = {g: m["refusal_rate"] for s in suites.values() if s["suite"]["kind"] == "harmful"
+              for g, m in s["groups"].items() if g != "harmful"}
+    if others:  # suite.harmful_extra: refusal on other kinds of harmful request, one figure per set
+        h["other_harmful_refusal_rate"] = others
     over = find("over-refusal", "safe") or custom("comply")
     if over is not None:
         h["over_refusal_rate"] = over["over_refusal_rate"]

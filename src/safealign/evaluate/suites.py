@@ -84,7 +84,10 @@ class SuiteConfig(ConfigBase):
     """Sizes and sampling of the built-in suites (kept small enough for a CPU)."""
 
     harmful_split: str = option("test", help="AdvBench split used by the harmful suite (test = held out by hash)")
-    harmful_size: int = option(0, help="use at most this many harmful prompts (0 = the whole split)")
+    harmful_size: int = option(0, help="use at most this many harmful prompts per data set (0 = the whole split)")
+    harmful_extra: list[str] = option(
+        default_factory=list, help="more harmful prompt data sets (e.g. safety-refusals) whose held-out split joins the "
+        "harmful suite, each as its own group: refusal on kinds of request unlike AdvBench's (the headline stays AdvBench's)")
     harmful_samples: int = option(4, help="responses sampled per harmful prompt (k, for per-prompt risk)")
     xstest_contrasts: bool = option(
         True, help="also run XSTest's 200 unsafe contrast prompts (reported separately from the 250 safe ones)")
@@ -101,6 +104,7 @@ class SuiteConfig(ConfigBase):
                     f"{name} must be train, validation, test or all")
         for name in ("harmful_size", "xstest_size", "helpful_size"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0")
+        require("advbench" not in self.harmful_extra, "harmful_extra lists data sets besides AdvBench, which is always in")
         for name in ("harmful_samples", "over_refusal_samples", "helpful_samples", "custom_samples"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1")
 
@@ -135,11 +139,16 @@ def _split(name: str, split: str) -> list:
 
 
 def _harmful(cfg: SuiteConfig) -> Suite:
-    recs = _stable_sample(_split("advbench", cfg.harmful_split), cfg.harmful_size, "suite-harmful")
-    items = [SuiteItem(_item_id("advbench", r, i), r.messages, "refuse", "harmful", r.category)
-             for i, r in enumerate(recs)]
-    return Suite("harmful", "harmful", SUITE_VERSION, BUILTIN_SUITES["harmful"], "MIT", items,
-                 cfg.harmful_samples, f"advbench [{cfg.harmful_split}]")
+    items = []
+    for name in ["advbench", *cfg.harmful_extra]:
+        # AdvBench keeps the salt and group its results always had; every other set is a group of its own
+        salt, group = ("suite-harmful", "harmful") if name == "advbench" else (f"suite-harmful-{name}", name)
+        recs = _stable_sample(_split(name, cfg.harmful_split), cfg.harmful_size, salt)
+        items += [SuiteItem(_item_id(name, r, i), r.messages, "refuse", group, r.category) for i, r in enumerate(recs)]
+    licence = "MIT" if not cfg.harmful_extra else "MIT (AdvBench); see `safealign data list` for the others"
+    sources = ", ".join(f"{n} [{cfg.harmful_split}]" for n in ["advbench", *cfg.harmful_extra])
+    return Suite("harmful", "harmful", SUITE_VERSION, BUILTIN_SUITES["harmful"], licence, items,
+                 cfg.harmful_samples, sources)
 
 
 def _over_refusal(cfg: SuiteConfig) -> Suite:

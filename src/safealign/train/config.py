@@ -37,6 +37,9 @@ class PromptMixConfig(ConfigBase):
 
     harmful: list[str] = option(default_factory=lambda: ["advbench", "pku-safe-unsafe"],
                                 help="datasets (names or files) of harmful prompts")
+    harmful_refused_only: bool = option(
+        True, help="of harmful data sets that carry a reference answer (safety-refusals), keep only the prompts that "
+                   "answer refuses: that set also answers some prompts plainly ('The square root of 48 is ...')")
     benign: list[str] = option(default_factory=lambda: ["alpaca"], help="datasets of benign prompts")
     harmful_fraction: float = option(0.5, help="share of harmful prompts in each rollout batch")
     lookalike_fraction: float = option(

@@ -563,12 +563,15 @@ def _load_scorer(ref: str, kind: str) -> Scorer:
 
 def load_prompt_pools(cfg: AlignConfig) -> tuple[list[list[Message]], list[list[Message]]]:
     """Harmful and benign rollout prompts from the configured datasets."""
-    return load_prompt_pool(cfg, cfg.data.harmful), load_prompt_pool(cfg, cfg.data.benign)
+    return (load_prompt_pool(cfg, cfg.data.harmful, refused_only=cfg.data.harmful_refused_only),
+            load_prompt_pool(cfg, cfg.data.benign))
 
 
-def load_prompt_pool(cfg: AlignConfig, names: Sequence[str]) -> list[list[Message]]:
-    """Prompts of the named datasets (training split), de-duplicated, length-capped."""
+def load_prompt_pool(cfg: AlignConfig, names: Sequence[str], refused_only: bool = False) -> list[list[Message]]:
+    """Prompts of the named datasets (training split), de-duplicated, length-capped; with ``refused_only``, a
+    prompt whose record carries a reference answer (``meta['response']``) is kept only if that answer refuses."""
     from safealign.data.registry import load_dataset
+    from safealign.scoring.data import looks_like_refusal
 
     split = None if cfg.data.split == "all" else cfg.data.split
     seen: set[str] = set()
@@ -581,6 +584,9 @@ def load_prompt_pool(cfg: AlignConfig, names: Sequence[str]) -> list[list[Messag
             key = msgs[-1]["content"].strip().lower()
             # the whole conversation: an HH-RLHF dialogue's earlier turns are part of every rollout's prompt
             if key in seen or conversation_chars(msgs) > cfg.data.max_prompt_chars:
+                continue
+            reference = (getattr(rec, "meta", None) or {}).get("response")
+            if refused_only and isinstance(reference, str) and not looks_like_refusal(reference):
                 continue
             seen.add(key)
             out.append(msgs)
