@@ -139,14 +139,14 @@ def _split(name: str, split: str) -> list:
 
 
 def _harmful(cfg: SuiteConfig) -> Suite:
-    items = []
-    for name in ["advbench", *cfg.harmful_extra]:
+    names, items = ["advbench", *cfg.harmful_extra], []
+    for name in names:
         # AdvBench keeps the salt and group its results always had; every other set is a group of its own
         salt, group = ("suite-harmful", "harmful") if name == "advbench" else (f"suite-harmful-{name}", name)
         recs = _stable_sample(_split(name, cfg.harmful_split), cfg.harmful_size, salt)
         items += [SuiteItem(_item_id(name, r, i), r.messages, "refuse", group, r.category) for i, r in enumerate(recs)]
     licence = "MIT" if not cfg.harmful_extra else "MIT (AdvBench); see `safealign data list` for the others"
-    sources = ", ".join(f"{n} [{cfg.harmful_split}]" for n in ["advbench", *cfg.harmful_extra])
+    sources = ", ".join(f"{n} [{cfg.harmful_split}]" for n in names)
     return Suite("harmful", "harmful", SUITE_VERSION, BUILTIN_SUITES["harmful"], licence, items,
                  cfg.harmful_samples, sources)
 
