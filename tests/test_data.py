@@ -80,7 +80,8 @@ def test_named_dataset_contents() -> None:
 
 def test_registry_metadata_and_license() -> None:
     infos = {d.name: d for d in list_datasets()}
-    assert set(infos) == set(EXPECTED)
+    assert set(infos) == set(EXPECTED) | {"benign-contrasts"}  # the one built-in set (no files)
+    assert infos["benign-contrasts"].builtin and infos["benign-contrasts"].license == "CC0 1.0"
     for name in ("pku-safe-unsafe", "safety-refusals", "alpaca", "alpaca-eval"):
         assert "CC BY-NC 4.0" in infos[name].license
     assert all(d.description and d.kind in ("preferences", "safety_pairs", "prompts") for d in infos.values())
@@ -314,3 +315,39 @@ def test_keyword_lookalikes_rank_by_the_most_distinctive_word(monkeypatch, tmp_p
     assert len(both) == len(set(both)) == 3 and set(picked) <= set(both)
     with pytest.raises(ValueError, match="look-alike method"):
         lookalikes.mine_lookalikes(benign, harmful, 2, method="words")
+
+
+# ------------------------------------------------------------------------------ built-in contrast prompts
+def test_benign_contrasts_load_without_a_data_folder(monkeypatch):
+    monkeypatch.setenv("SAFEALIGN_DATA", "/nonexistent")
+    recs = load_dataset("benign-contrasts")
+    assert len(recs) == DATASETS["benign-contrasts"].rows > 200
+    assert {r.label for r in recs} == {"safe"}
+    assert len({r.text for r in recs}) == len({r.id for r in recs}) == len(recs)  # distinct prompts, stable ids
+    assert {"homonym", "safe_target", "safe_context", "definition", "history", "figurative"} <= {r.category for r in recs}
+    train, test = load_dataset("benign-contrasts", split="train"), load_dataset("benign-contrasts", split="test")
+    assert not {r.text for r in train} & {r.text for r in test}
+
+
+def test_benign_contrasts_are_no_copies_of_xstest():
+    """Written from XSTest's type descriptions, so XSTest stays an evaluation set: no contrast prompt shares more
+    than half of the content words of an XSTest safe prompt (or of its own; request-form words and plural -s left
+    out). Session 21 replaced 15 tasks that came out as the same task as an XSTest prompt, such as a coconut or a
+    knockout punch in boxing (5 before any run, 10 after the first version's runs)."""
+    import re
+
+    from safealign.data.contrasts import EXPLAIN_TEMPLATES, TEMPLATES
+
+    _data_root()
+    form = set(re.findall(r"[a-z]+", " ".join(TEMPLATES + EXPLAIN_TEMPLATES).lower()))
+    form |= {"what", "is", "the", "a", "an", "my", "i", "to", "how", "do", "s", "of", "in", "can", "you", "me", "for",
+             "and", "on", "with", "why", "it", "are", "does", "not", "at", "be", "should", "get", "way", "good",
+             "where", "up"}
+
+    def words(text: str) -> set[str]:
+        return {w[:-1] if w.endswith("s") and len(w) > 3 else w for w in re.findall(r"[a-z]+", text.lower())} - form
+
+    xstest = [words(r.text) for r in load_dataset("xstest") if r.label == "safe"]
+    worst = max((len(c & x) / max(1, min(len(c), len(x))), r.text) for r in load_dataset("benign-contrasts")
+                for c in [words(r.text)] for x in xstest)
+    assert worst[0] <= 0.5, worst

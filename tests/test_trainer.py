@@ -219,6 +219,43 @@ def test_warmstart_plain_refusal_style_drops_the_hedge_and_only_that():
     assert benign["plain"] == benign["all"]
 
 
+def test_warmstart_refused_only_keeps_refusing_targets_and_the_cache_key_of_older_runs(tmp_path):
+    """refused_only: every chosen response of a harmful prompt refuses (the dataset also answers some plainly), the
+    count is kept, the benign prompts do not change; at its default the warm start's cache key is unchanged."""
+    from safealign.scoring.data import looks_like_refusal
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_dir, warmstart_pairs
+
+    chosen, benign = {}, {}
+    for on in (False, True):
+        cfg = WarmStartConfig(refusals=120, safe_answers=0, self_distill=20, refused_only=on)
+        pairs = warmstart_pairs(cfg, SureEngine(), seed=3)
+        chosen[on] = [p.chosen for p in pairs if p.rejected.startswith("Sure, answer")]
+        benign[on] = [p.messages[-1]["content"] for p in pairs if p.chosen.startswith("Sure, answer")]
+    answering = {k: sum(not looks_like_refusal(t) for t in v) for k, v in chosen.items()}
+    assert len(chosen[True]) == len(chosen[False]) == 120
+    assert answering[False] > 10 and answering[True] == 0  # about a quarter of the dataset's responses answer
+    assert benign[True] == benign[False]
+    (tmp_path / "config.json").write_text("{}")  # a model directory, as far as the cache key cares
+    key = {on: warmstart_dir(str(tmp_path), WarmStartConfig(refused_only=on), 0, 8, 16, ["q_proj"])[2]
+           for on in (False, True)}
+    assert "refused_only" not in key[False]["cfg"] and key[True]["cfg"]["refused_only"] is True
+    assert "contrasts" not in key[False]["cfg"] and "contrasts_sha1" not in key[False]
+
+
+def test_warmstart_cache_key_follows_the_contrast_prompts(tmp_path, monkeypatch):
+    """The built-in contrast set can change between versions: a warm start that used it is keyed by its prompts."""
+    from safealign.data import contrasts
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_dir
+
+    (tmp_path / "config.json").write_text("{}")
+    cfg = WarmStartConfig(contrasts=10)
+    before = warmstart_dir(str(tmp_path), cfg, 0, 8, 16, ["q_proj"])[0]
+    monkeypatch.setattr(contrasts, "ACTIONS", contrasts.ACTIONS[1:])
+    assert warmstart_dir(str(tmp_path), cfg, 0, 8, 16, ["q_proj"])[0] != before
+
+
 def test_warmstart_linear_schedule_decays_to_zero():
     from safealign.train.sft import lr_schedule
 
@@ -767,3 +804,19 @@ def test_refusal_budget_is_logged_checkpointed_and_moves_the_update(tmp_path, mo
     assert "over_refusal/mu" not in json.loads((tmp_path / "off" / "log.jsonl").read_text().splitlines()[0])
     a, b = final_weights(tmp_path / "on"), final_weights(tmp_path / "off")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_warmstart_contrasts_add_prompts_and_leave_the_other_draws_alone():
+    from safealign.data.registry import load_dataset
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_pairs
+
+    contrast_texts = {r.text for r in load_dataset("benign-contrasts", split="train")}
+    benign = {}
+    for n in (0, 12):
+        cfg = WarmStartConfig(refusals=4, safe_answers=0, self_distill=10, questions=5, contrasts=n)
+        pairs = warmstart_pairs(cfg, SureEngine(), seed=1)
+        benign[n] = [p.messages[-1]["content"] for p in pairs if p.chosen.startswith("Sure, answer")]
+    added = [t for t in benign[12] if t in contrast_texts]
+    assert len(added) == 12 and not any(t in contrast_texts for t in benign[0])
+    assert sorted(t for t in benign[12] if t not in contrast_texts) == sorted(benign[0])  # same other prompts

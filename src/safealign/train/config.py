@@ -102,6 +102,11 @@ class WarmStartConfig(ConfigBase):
         0, help="more self-distilled benign prompts: user questions from questions_data (train split), phrased the "
                 "way sensitive-but-safe requests are ('How do I ...?'), so refusing is not tied to the question form")
     questions_data: str = option("alpaca-eval", help="dataset of the benign questions (held-out split never used)")
+    contrasts: int = option(
+        0, help="more self-distilled benign prompts: safe requests worded like harmful ones ('Write a tutorial on how "
+                "to kill fruit flies'), from contrasts_data (train split), so that an alarming word or request form "
+                "alone is not learned as a reason to refuse")
+    contrasts_data: str = option("benign-contrasts", help="dataset of the benign contrast prompts")
     objective: Literal["sft", "dpo"] = option(
         "sft", help="sft: cross-entropy on the targets; dpo: preference pairs from the same sources (refusal over "
                     "the model's own answer for harmful prompts, its own answer over a refusal for benign ones), so "
@@ -114,6 +119,10 @@ class WarmStartConfig(ConfigBase):
         "all", help="which safety-refusals responses are targets for harmful prompts: all, or plain = without the "
                     "dataset's 'as an AI (language model)' hedge in the opening (measured at seed 0: over-refusal "
                     "26% -> 47%, the refusals only changed voice; docs/results.md, session 11)")
+    refused_only: bool = option(
+        False, help="harmful prompts' targets only from the safety-refusals responses that refuse (as "
+                    "data.harmful_refused_only): 516 of its 1,994 training responses answer instead, e.g. 'No, it is "
+                    "illegal to ...' or a plain answer to a mild ask, which the DPO warm start then prefers")
     dpo_beta: float = option(0.1, help="dpo: inverse temperature of the preference loss")
     chosen_nll: float = option(1.0, help="dpo: weight of the cross-entropy on the chosen response (0 = pure DPO)")
     self_distill_tokens: int = option(96, help="token limit of the self-distilled answers (cut ones get no EOS)")
@@ -121,7 +130,8 @@ class WarmStartConfig(ConfigBase):
 
     def validate(self) -> None:
         require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "bad warm-start steps/batch_size/lr")
-        require(min(self.refusals, self.safe_answers, self.self_distill, self.lookalikes, self.questions) >= 0, "example counts must be >= 0")
+        require(min(self.refusals, self.safe_answers, self.self_distill, self.lookalikes, self.questions,
+                    self.contrasts) >= 0, "example counts must be >= 0")
         require(self.self_distill_tokens >= 1, "self_distill_tokens must be >= 1")
         require(self.dpo_beta > 0 and self.chosen_nll >= 0, "dpo_beta must be > 0 and chosen_nll >= 0")
         require(self.batch_mix == "random" or self.objective == "dpo",

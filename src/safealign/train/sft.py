@@ -66,10 +66,15 @@ def _refusal_targets(refusals: list, cfg: WarmStartConfig) -> list:
     ``plain`` drops the responses with the dataset's hedge in their first 200 characters ("I'm sorry, but as
     an AI language model, I ..."; 805 of its 1,994 training responses). The idea: a refusal that names no
     harm fits a benign prompt as well as a harmful one. Measured (docs/results.md, session 11), it did not
-    hold: the policy refused in another voice and over-refused more.
+    hold: the policy refused in another voice and over-refused more. ``refused_only`` drops the responses that
+    do not refuse (516 of 1,994), which would otherwise be preferred over the model's answer to a harmful prompt.
     """
     if cfg.refusal_style == "plain":
         refusals = [r for r in refusals if not _HEDGE_RE.search(r.meta["response"][:200])]
+    if cfg.refused_only:
+        from safealign.scoring.data import looks_like_refusal
+
+        refusals = [r for r in refusals if looks_like_refusal(r.meta["response"])]
     return refusals[: cfg.refusals]
 
 
@@ -89,10 +94,11 @@ def _pku_pairs(split: str | None, rng: random.Random, n: int, max_prompt_chars: 
 
 def _benign_prompts(cfg: WarmStartConfig, rng: random.Random, seed: int, split: str | None, refusals: list,
                     max_prompt_chars: int) -> list[list[Message]]:
-    """Benign prompts the model answers itself: random Alpaca, Alpaca look-alikes of harmful ones, questions."""
+    """Benign prompts the model answers itself: random Alpaca, Alpaca look-alikes of harmful ones, questions,
+    contrasts."""
     from safealign.data.registry import load_dataset
 
-    if not (cfg.self_distill or cfg.lookalikes or cfg.questions):
+    if not (cfg.self_distill or cfg.lookalikes or cfg.questions or cfg.contrasts):
         return []
     benign = [r for r in load_dataset("alpaca", split=split) if conversation_chars(r.messages) <= max_prompt_chars]
     rng.shuffle(benign)
@@ -111,6 +117,11 @@ def _benign_prompts(cfg: WarmStartConfig, rng: random.Random, seed: int, split: 
                      if conversation_chars(r.messages) <= max_prompt_chars]
         rng.shuffle(questions)
         prompts += [r.messages for r in questions[: cfg.questions]]
+    if cfg.contrasts:
+        # a draw of its own, so the other sources' draws do not move when contrasts are added
+        contrasts = list(load_dataset(cfg.contrasts_data, split=split))
+        random.Random(f"{seed}:contrasts").shuffle(contrasts)
+        prompts += [r.messages for r in contrasts[: cfg.contrasts]]
     return prompts
 
 
@@ -398,8 +409,9 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
 
 
 # options added after warm starts were first cached: at these defaults they stay out of the cache key, so
-# older caches stay valid (lookalike_method: session 14, batch_mix: session 16)
-_KEYLESS_DEFAULTS = {"lookalike_method": "embedding", "batch_mix": "random"}
+# older caches stay valid (lookalike_method: session 14, batch_mix: session 16, refused_only and contrasts: session 21)
+_KEYLESS_DEFAULTS = {"lookalike_method": "embedding", "batch_mix": "random", "refused_only": False, "contrasts": 0,
+                     "contrasts_data": "benign-contrasts"}
 
 
 def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, lora_alpha: int,
@@ -417,6 +429,11 @@ def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, 
     del fields["seed"]  # added in session 15; the effective seed is keyed below, as before
     key = {"model": str(resolve(model_ref)), "cfg": fields, "seed": seed, "r": lora_r, "data": 2,
            "alpha": lora_alpha, "targets": list(target_modules)}
+    if cfg.contrasts:  # a built-in set that may be edited between versions: its prompts, not its name, key the cache
+        from safealign.data.registry import load_dataset
+
+        texts = "\n".join(sorted(r.text for r in load_dataset(cfg.contrasts_data)))
+        key["contrasts_sha1"] = hashlib.sha1(texts.encode()).hexdigest()[:12]
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return paths.home() / "warmstart" / digest, seed, key
 
