@@ -252,7 +252,10 @@ def test_warmstart_cache_key_follows_the_contrast_prompts(tmp_path, monkeypatch)
     (tmp_path / "config.json").write_text("{}")
     cfg = WarmStartConfig(contrasts=10)
     before = warmstart_dir(str(tmp_path), cfg, 0, 8, 16, ["q_proj"])[0]
-    monkeypatch.setattr(contrasts, "ACTIONS", contrasts.ACTIONS[1:])
+    actions = contrasts.ACTIONS
+    monkeypatch.setattr(contrasts, "ACTIONS", actions[1:])
+    assert warmstart_dir(str(tmp_path), cfg, 0, 8, 16, ["q_proj"])[0] != before
+    monkeypatch.setattr(contrasts, "ACTIONS", actions[::-1])  # same prompts, another order: another draw
     assert warmstart_dir(str(tmp_path), cfg, 0, 8, 16, ["q_proj"])[0] != before
 
 

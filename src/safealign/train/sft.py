@@ -432,7 +432,8 @@ def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, 
     if cfg.contrasts:  # a built-in set that may be edited between versions: its prompts, not its name, key the cache
         from safealign.data.registry import load_dataset
 
-        texts = "\n".join(sorted(r.text for r in load_dataset(cfg.contrasts_data)))
+        # in load order, not sorted: the seeded shuffle of _benign_prompts draws from that order
+        texts = "\n".join(r.text for r in load_dataset(cfg.contrasts_data))
         key["contrasts_sha1"] = hashlib.sha1(texts.encode()).hexdigest()[:12]
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return paths.home() / "warmstart" / digest, seed, key
