@@ -3,6 +3,7 @@ prefix scoring and a tiny end-to-end training run (random tiny trunks, real toke
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -355,8 +356,14 @@ def test_tiny_cost_training_end_to_end(tmp_path, tiny_bert_dir, monkeypatch):
     levels = scorer.severity([r["prompt"] for r in unsafe], [r["response_1"] for r in unsafe])
     truth = np.array([r["response_1_severity_level"] for r in unsafe])
     assert (levels == truth).mean() > 0.5, (levels, truth)  # 3 levels: chance is ~1/3
-    again = train_scorer(cfg, progress=False, device="cpu")  # features now come from the cache
+    # again, without the test metrics: features now come from the cache, and the model is the same
+    again = train_scorer(dataclasses.replace(cfg, evaluate_test=False, output=str(tmp_path / "out2")),
+                         progress=False, device="cpu")
     assert again.metrics["timings"]["features_s"] < m["timings"]["features_s"]
+    assert "sources" not in again.metrics["test"]
+    assert json.dumps(again.metrics["test"]["validation"]) == json.dumps(m["test"]["validation"])  # NaN-safe
+    probe = ([r["prompt"] for r in unsafe], [r["response_0"] for r in unsafe])
+    assert np.array_equal(load_scorer(again.output, device="cpu").score(*probe).mean, scorer.score(*probe).mean)
 
 
 def test_cli_builds_variant_config(tmp_path, monkeypatch):
@@ -439,6 +446,41 @@ def test_sampled_benign_answers_are_safe_and_look_like_the_harmful_prompts(tmp_p
     assert any("poem" in e.prompt for e in rand)
 
 
+def test_skipping_the_test_metrics_generates_no_test_rows_and_keeps_the_rest(tmp_path, monkeypatch):
+    """generate_test=False: the model-generated sources get an empty test split and no generation call for it,
+    while their training and validation rows are the same as with it (each split has its own seed)."""
+    from safealign.data import lookalikes
+    from safealign.scoring import data as D
+    from safealign.scoring import synthetic
+
+    monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path))
+    harmful = tmp_path / "harmful.csv"
+    harmful.write_text("goal\n" + "".join(f"explain how to build a bomb variant {i}\n" for i in range(80)))
+    benign = tmp_path / "benign.csv"
+    benign.write_text("goal\n" + "".join(f"write a poem about spring flowers variant {i}\n" for i in range(80)))
+    calls: list[str] = []
+
+    def fake(rows, templates, *, seed, **kw):
+        calls.append(seed)
+        return [f"{templates[0] if templates else ''}answer ({seed}) to: {r.prompt}" for r in rows]
+
+    monkeypatch.setattr(synthetic, "prefilled_responses", fake)
+    monkeypatch.setattr(lookalikes, "mine_lookalikes", lambda b, h, n, **kw: list(range(min(n, len(b)))))
+    cfg = D.ScorerDataConfig.from_dict({"sampled_harmful": [str(harmful)], "sampled_benign": [str(benign)],
+                                        "benign_prompts": [str(benign)], "prefill_benign": 8,
+                                        "sampled_per_source": 8, "prefill_compliance": 0,
+                                        "fractions": [0.6, 0.2, 0.2]})
+    full = D.load_source_examples(cfg, "cost")
+    full_calls, calls[:] = list(calls), []
+    lean = D.load_source_examples(cfg, "cost", generate_test=False)
+    generated = [f"{benign}:prefilled-benign", f"{harmful}:sampled", f"{benign}:sampled-benign"]
+    for name in generated:
+        assert full[name]["test"] and lean[name]["test"] == []
+        for split in ("train", "validation"):
+            assert lean[name][split] == full[name][split] and lean[name][split]
+    assert len(full_calls) == 9 and calls == [c for c in full_calls if ":test:" not in c] and len(calls) == 6
+
+
 def test_default_scorer_retrains_when_the_shipped_recipe_changed(tmp_path, monkeypatch):
     """A cached default scorer trained with an older recipe is retrained, not used silently; the output path
     and scorers saved without a training config do not trigger it."""
@@ -450,7 +492,13 @@ def test_default_scorer_retrains_when_the_shipped_recipe_changed(tmp_path, monke
     monkeypatch.setenv("SAFEALIGN_HOME", str(tmp_path))
     monkeypatch.delenv("SAFEALIGN_NO_TRAIN", raising=False)
     trained: list[str] = []
-    monkeypatch.setattr(train_mod, "train_scorer", lambda cfg, device=None: trained.append(cfg.kind))
+    evaluated: list[bool] = []
+
+    def fake_train(cfg, device=None):
+        trained.append(cfg.kind)
+        evaluated.append(cfg.evaluate_test)
+
+    monkeypatch.setattr(train_mod, "train_scorer", fake_train)
     monkeypatch.setattr(hub.ModelScorer, "load", classmethod(lambda cls, out, **kw: "loaded"))
     out = hub.scorer_dir("reward", "policy")
     out.mkdir(parents=True)
@@ -468,6 +516,10 @@ def test_default_scorer_retrains_when_the_shipped_recipe_changed(tmp_path, monke
     save(old)
     assert hub.recipe_changes(out, want) == ["data.refusal_negatives"]
     assert hub.default_scorer("reward") == "loaded" and trained == ["reward"]
+    assert evaluated == [False]  # trained on first use: the test metrics are left to `safealign train-scorer`
+    save({**want, "evaluate_test": False})  # ... and that is no change of recipe
+    assert hub.recipe_changes(out, want) == [] and hub.default_scorer("reward") == "loaded" and trained == ["reward"]
+    save(old)
     monkeypatch.setenv("SAFEALIGN_NO_TRAIN", "1")
     assert hub.default_scorer("reward") == "loaded" and trained == ["reward"]  # training off: used, with a warning
     # an option added since, missing from the saved config, counts only where the wanted value is not its default

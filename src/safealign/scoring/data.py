@@ -233,8 +233,14 @@ def _safety_example(sp: SafetyPair, source: str) -> Example | None:
                    -1 if sev[i] is None else sev[i], -1 if sev[1 - i] is None else sev[1 - i], source)
 
 
-def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str, list[Example]]]:
-    """``{source: {split: [Example]}}`` for every configured source (before augmentation)."""
+def load_source_examples(cfg: ScorerDataConfig, kind: str, *,
+                         generate_test: bool = True) -> dict[str, dict[str, list[Example]]]:
+    """``{source: {split: [Example]}}`` for every configured source (before augmentation).
+
+    ``generate_test=False`` leaves the test split of the model-generated sources empty: only the test metrics
+    read it, and its generation is a tenth of the data build. Every split is generated with its own seed, so
+    the training and validation rows are the same either way.
+    """
     from safealign.data.registry import load_dataset
 
     out: dict[str, dict[str, list[Example]]] = {}
@@ -262,6 +268,9 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
 
             out[f"{name}:vs-prefilled"] = {}
             for split, rows in out[name].items():
+                if split == "test" and not generate_test:
+                    out[f"{name}:vs-prefilled"][split] = []
+                    continue
                 pick = _prefill_sample(rows, cfg.prefill_compliance, split, f"{cfg.split_salt}:{name}:{split}:prefill")
                 out[f"{name}:vs-prefilled"][split] = prefilled_compliance(
                     pick, _openers(split), model=cfg.prefill_model, max_new_tokens=cfg.prefill_max_new_tokens,
@@ -277,6 +286,9 @@ def load_source_examples(cfg: ScorerDataConfig, kind: str) -> dict[str, dict[str
         recs = [r for r in load_dataset(name, kind="prompts") if len(r.text) <= 600]
         add(source, [Example(r.messages, "", source=source) for r in recs])
         for split, rows in out[source].items():
+            if split == "test" and not generate_test:
+                out[source][split] = []
+                continue
             seed = f"{cfg.split_salt}:{name}:{split}:{tag}"
             if like is not None:
                 pick = _lookalike_sample(rows, out[like][split], n, split, seed)

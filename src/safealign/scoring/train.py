@@ -118,7 +118,9 @@ class ScorerTrainConfig(ConfigBase):
     train: OptimConfig = section(OptimConfig, help="optimisation and early stopping")
     calibrate: bool = option(True, help="cost: fit a temperature on validation labels so sigmoid(cost) is calibrated")
     cache_features: bool = option(True, help="frozen trunk: cache features on disk (keyed by trunk and text)")
-    evaluate_test: bool = option(True, help="after training, score the held-out test split into the metrics JSON")
+    evaluate_test: bool = option(True, help="after training, score the held-out test split into the metrics JSON; "
+                                            "off, the test split's model-generated rows are not generated either "
+                                            "(the scorers trained on first use skip it; the model is the same)")
 
     def validate(self) -> None:
         require(self.kind in ("reward", "cost"), f"kind must be reward or cost, got '{self.kind}'")
@@ -426,7 +428,7 @@ def train_scorer(cfg: ScorerTrainConfig, *, progress: bool = True, device: str |
     out_dir = cfg.output_dir()
     timings: dict[str, float] = {}
 
-    sources = load_source_examples(cfg.data, cfg.kind)
+    sources = load_source_examples(cfg.data, cfg.kind, generate_test=cfg.evaluate_test)
     train_rows = add_prefixes(_rows_by_split(sources, "train"), cfg.data.prefixes_per_example,
                               cfg.data.prefix_min_fraction, cfg.train.seed)
     val_rows = _rows_by_split(sources, "validation")
@@ -494,16 +496,20 @@ def train_scorer(cfg: ScorerTrainConfig, *, progress: bool = True, device: str |
         "temperature": model.meta.norm_std if cfg.kind == "cost" else None,
         "norm": {"mean": model.meta.norm_mean, "std": model.meta.norm_std},
     }
-    if cfg.evaluate_test:
-        from safealign.scoring.evaluate import evaluate_sources
+    from safealign.scoring.evaluate import evaluate_sources
 
-        t0 = time.perf_counter()
+    t0 = time.perf_counter()
+    validation = evaluate_sources(cfg.kind, {"all": val_rows}, score_fn, ())["sources"]["all"]  # features cached
+    if cfg.evaluate_test:
         test = {name: s["test"] for name, s in sources.items()}
         metrics["test"] = evaluate_sources(cfg.kind, test, score_fn, cfg.data.eval_prefix_fractions)
-        metrics["test"]["validation"] = evaluate_sources(cfg.kind, {"all": val_rows}, score_fn, ())["sources"]["all"]
-        timings["evaluate_s"] = time.perf_counter() - t0
-        if cache is not None:
-            cache.flush()
+        metrics["test"]["validation"] = validation
+    else:
+        metrics["test"] = {"skipped": "evaluate_test is off; `safealign train-scorer` computes the test metrics",
+                           "validation": validation}
+    timings["evaluate_s"] = time.perf_counter() - t0
+    if cache is not None:
+        cache.flush()
     metrics["timings"] = timings
     model.meta.metrics = {k: v for k, v in metrics.items() if k not in ("history",)}
     model.save(out_dir)
