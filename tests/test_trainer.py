@@ -243,6 +243,54 @@ def test_warmstart_refused_only_keeps_refusing_targets_and_the_cache_key_of_olde
     assert "contrasts" not in key[False]["cfg"] and "contrasts_sha1" not in key[False]
 
 
+def test_warmstart_own_rejections_push_down_the_models_own_refusal_of_each_benign_prompt(tmp_path):
+    """benign_rejections own: each benign pair disprefers an opener plus the model's own continuation for that
+    prompt (generated with the opener as prefix, cut ones do not end the turn); harmful pairs, the benign prompts
+    and the default's pairs and cache key do not change."""
+    from types import SimpleNamespace
+
+    from safealign.config import ConfigError
+    from safealign.scoring.data import looks_like_refusal
+    from safealign.train.config import WarmStartConfig
+    from safealign.train.sft import warmstart_dir, warmstart_pairs
+
+    class Engine:  # answers plainly; with a prefix, continues it naming the prompt
+        def __init__(self):
+            self.calls: list[tuple[int, int, list | None]] = []
+
+        def generate(self, prompts, sampling, prefixes=None, progress=False):
+            self.calls.append((len(prompts), sampling.max_new_tokens, prefixes))
+            if prefixes is None:
+                return [[SimpleNamespace(text=f"Sure, answer {i}.", finish_reason="eos")] for i in range(len(prompts))]
+            return [[SimpleNamespace(text=f" help with '{p[-1]['content']}'.", finish_reason="eos" if i % 2 else "length")]
+                    for i, p in enumerate(prompts)]
+
+    pairs, engines = {}, {}
+    for mode in ("templates", "own"):
+        engines[mode] = Engine()
+        cfg = WarmStartConfig(refusals=20, safe_answers=0, self_distill=30, benign_rejections=mode, rejection_tokens=12)
+        pairs[mode] = warmstart_pairs(cfg, engines[mode], seed=3)
+    assert [c[2] for c in engines["templates"].calls] == [None]  # the default generates nothing more
+    (n_own, tokens, openers), = [c for c in engines["own"].calls if c[2] is not None]
+    assert n_own == 30 and tokens == 12 and set(openers) <= set(WarmStartConfig().rejection_openers)
+    benign = {m: [p for p in v if p.chosen.startswith("Sure, answer")] for m, v in pairs.items()}
+    harmful = {m: [p for p in v if p.rejected.startswith("Sure, answer")] for m, v in pairs.items()}
+    assert harmful["own"] == harmful["templates"] and len(harmful["own"]) == 20
+    assert [p.messages for p in benign["own"]] == [p.messages for p in benign["templates"]] and len(benign["own"]) == 30
+    for p in benign["own"]:
+        assert p.rejected.endswith(f" help with '{p.messages[-1]['content']}'.")  # on topic: this prompt's own
+        assert any(p.rejected.startswith(o) for o in WarmStartConfig().rejection_openers)
+        assert looks_like_refusal(p.rejected)
+    assert {p.rejected_ends for p in benign["own"]} == {True, False}
+    (tmp_path / "config.json").write_text("{}")
+    key = {m: warmstart_dir(str(tmp_path), WarmStartConfig(benign_rejections=m), 0, 8, 16, ["q_proj"])[2]
+           for m in ("templates", "own")}
+    assert not {"benign_rejections", "rejection_openers", "rejection_tokens"} & set(key["templates"]["cfg"])
+    assert key["own"]["cfg"]["benign_rejections"] == "own"
+    with pytest.raises(ConfigError, match="rejection_openers"):
+        WarmStartConfig(benign_rejections="own", rejection_openers=[" "])
+
+
 def test_warmstart_cache_key_follows_the_contrast_prompts(tmp_path, monkeypatch):
     """The built-in contrast set can change between versions: a warm start that used it is keyed by its prompts."""
     from safealign.data import contrasts

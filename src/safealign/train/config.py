@@ -115,6 +115,16 @@ class WarmStartConfig(ConfigBase):
         False, help="dpo: the refusals dispreferred for benign prompts also include the hedged openers that the "
                     "chosen refusals of harmful prompts use ('I'm sorry, but as an AI language model, I ...'), so "
                     "the model learns when to refuse, not that the hedge is good everywhere")
+    benign_rejections: Literal["templates", "own"] = option(
+        "templates", help="dpo: what benign prompts' dispreferred refusal is: a generic template ('I'm sorry, but I "
+                          "can't help with that.'), or own = the model's own refusal of that prompt, continued from "
+                          "one of rejection_openers, so the refusal pushed down is on topic and in the voice the "
+                          "model over-refuses in ('I'm sorry, but I cannot assist with purchasing beverages')")
+    rejection_openers: list[str] = option(
+        default_factory=lambda: ["I'm sorry, but I cannot", "I'm sorry, but I can't", "I apologize, but I cannot",
+                                 "I'm sorry, but as an AI language model, I cannot"],
+        help="benign_rejections: own: refusal openers, one drawn per benign prompt, the model writes the rest")
+    rejection_tokens: int = option(32, help="benign_rejections: own: tokens the model writes after the opener")
     refusal_style: Literal["all", "plain"] = option(
         "all", help="which safety-refusals responses are targets for harmful prompts: all, or plain = without the "
                     "dataset's 'as an AI (language model)' hedge in the opening (measured at seed 0: over-refusal "
@@ -133,6 +143,9 @@ class WarmStartConfig(ConfigBase):
         require(min(self.refusals, self.safe_answers, self.self_distill, self.lookalikes, self.questions,
                     self.contrasts) >= 0, "example counts must be >= 0")
         require(self.self_distill_tokens >= 1, "self_distill_tokens must be >= 1")
+        require(self.benign_rejections == "templates" or (self.rejection_tokens >= 1
+                                                           and any(o.strip() for o in self.rejection_openers)),
+                "benign_rejections: own needs rejection_tokens >= 1 and a non-empty rejection_openers entry")
         require(self.dpo_beta > 0 and self.chosen_nll >= 0, "dpo_beta must be > 0 and chosen_nll >= 0")
         require(self.batch_mix == "random" or self.objective == "dpo",
                 "warmstart.batch_mix: stratified needs objective: dpo (the strata are the pairs' two kinds)")

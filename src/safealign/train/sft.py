@@ -135,6 +135,25 @@ def _own_answers(engine: HFEngine, prompts: list[list[Message]], cfg: WarmStartC
     return [(row[0].text, row[0].finish_reason == "eos") for row in outs]
 
 
+def _own_refusals(engine: HFEngine, prompts: list[list[Message]], cfg: WarmStartConfig,
+                  seed: int) -> list[tuple[str, bool]]:
+    """The model's own refusal of each prompt (text, ends the turn): a drawn opener, then its continuation.
+
+    Why: the template refusals that benign pairs disprefer are short and off topic, while the model's own
+    over-refusals name the request ("I'm sorry, but I cannot assist with purchasing beverages"); pushing down
+    the templates leaves that voice untouched on benign prompts while harmful pairs push it up.
+    """
+    if not prompts:
+        return []
+    rng = random.Random(f"{seed}:rejections")  # its own stream: the other draws of the warm start do not move
+    openers = [o for o in cfg.rejection_openers if o.strip()]
+    chosen = [rng.choice(openers) for _ in prompts]
+    outs = engine.generate(prompts, SamplingConfig(max_new_tokens=cfg.rejection_tokens, temperature=0.7,
+                                                   seed=seed + 7919, batch_size=OFFLINE_BATCH_SIZE),
+                           prefixes=chosen, progress=True)
+    return [(o + row[0].text, row[0].finish_reason == "eos") for o, row in zip(chosen, outs, strict=True)]
+
+
 def _usable_answer(text: str) -> bool:
     """An own answer worth imitating: non-empty and not itself a refusal (the base model refuses a few benign asks)."""
     from safealign.scoring.data import looks_like_refusal
@@ -194,16 +213,21 @@ def warmstart_pairs(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: st
     benign = [("benign", p, None) for p in _benign_prompts(cfg, rng, seed, split, refusals, max_prompt_chars)]
     chosen = _budgeted(harmful + pku + benign, limit, rng)
     answers = iter(_own_answers(engine, [m for kind, m, _ in chosen if kind != "pku"], cfg, seed))
+    own_rejections = iter(_own_refusals(engine, [m for kind, m, _ in chosen if kind == "benign"], cfg, seed)
+                          if cfg.benign_rejections == "own" else [])
     pairs = []
     for kind, messages, data in chosen:
         if kind == "pku":
             pairs.append(PreferenceExample(messages, *data, refuse=True))
             continue
         text, ends = next(answers)
+        refusal = next(own_rejections) if kind == "benign" and cfg.benign_rejections == "own" else None
         if not _usable_answer(text):
             continue
         if kind == "harmful":  # the dataset's refusal over the model's own (complying) answer
             pairs.append(PreferenceExample(messages, data, text, True, ends, refuse=True))
+        elif refusal is not None:  # the model's own answer over its own refusal of the same prompt
+            pairs.append(PreferenceExample(messages, text, refusal[0], ends, refusal[1]))
         else:  # the model's own answer over a generic refusal
             pairs.append(PreferenceExample(messages, text, rng.choice(rejections), ends, True))
     return pairs
@@ -411,7 +435,8 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
 # options added after warm starts were first cached: at these defaults they stay out of the cache key, so
 # older caches stay valid (lookalike_method: session 14, batch_mix: session 16, refused_only and contrasts: session 21)
 _KEYLESS_DEFAULTS = {"lookalike_method": "embedding", "batch_mix": "random", "refused_only": False, "contrasts": 0,
-                     "contrasts_data": "benign-contrasts"}
+                     "contrasts_data": "benign-contrasts", "benign_rejections": "templates",
+                     "rejection_openers": WarmStartConfig().rejection_openers, "rejection_tokens": 32}
 
 
 def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, lora_alpha: int,
