@@ -94,7 +94,7 @@ def _train(cfg: Any, device: str | None) -> None:  # cfg: ScorerTrainConfig
     from safealign.scoring.train import train_scorer
 
     # Trained on first use (the demo, an align run): the held-out test metrics are left to an explicit
-    # `safealign train-scorer` (1.5 of the demo's 22.7 min on a host without bf16); the model is the same.
+    # `safealign train-scorer` (about 55 s of a fresh demo on a host without bf16); the model is the same.
     train_scorer(dataclasses.replace(cfg, evaluate_test=False), device=device)
 
 

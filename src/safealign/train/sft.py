@@ -433,7 +433,8 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
 
 
 # options added after warm starts were first cached: at these defaults they stay out of the cache key, so
-# older caches stay valid (lookalike_method: session 14, batch_mix: session 16, refused_only and contrasts: session 21)
+# older caches stay valid (lookalike_method: session 14, batch_mix: session 16, refused_only and contrasts: session 21,
+# benign_rejections and its two options: session 22)
 _KEYLESS_DEFAULTS = {"lookalike_method": "embedding", "batch_mix": "random", "refused_only": False, "contrasts": 0,
                      "contrasts_data": "benign-contrasts", "benign_rejections": "templates",
                      "rejection_openers": WarmStartConfig().rejection_openers, "rejection_tokens": 32}
