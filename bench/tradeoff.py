@@ -64,20 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     if len(fitted) >= 2:
         line = fit_line(np.array([means[n]["refusal"] for n in fitted]),
                         np.array([means[n]["over_refusal"] for n in fitted]))
+    resid = {} if line is None else {n: m["over_refusal"] - (line[0] + line[1] * m["refusal"]) for n, m in means.items()}
     print("| setting | seeds | refusal | over-refusal | win-rate | over-refusal minus the line |")
     print("|---|---|---|---|---|---|")
     for name, m in sorted(means.items(), key=lambda kv: kv[1]["refusal"]):
-        resid = "" if line is None else f"{m['over_refusal'] - (line[0] + line[1] * m['refusal']):+.1f}"
+        r = f"{resid[name]:+.1f}" if resid else ""
         mark = "" if name in fitted else " (not fitted)"
-        print(f"| {name}{mark} | {m['n']} | {m['refusal']:.1f} | {m['over_refusal']:.1f} | {m['win_rate']:.1f} | {resid} |")
+        print(f"| {name}{mark} | {m['n']} | {m['refusal']:.1f} | {m['over_refusal']:.1f} | {m['win_rate']:.1f} | {r} |")
     if line is None:
         print(f"\nfewer than two settings with >= {args.min_seeds} seeds: no line fitted")
         return 0
     a, b = line
-    resid = [means[n]["over_refusal"] - (a + b * means[n]["refusal"]) for n in fitted]
+    spread = np.std([resid[n] for n in fitted], ddof=2) if len(fitted) > 2 else float("nan")
     print(f"\nline over {len(fitted)} settings: over-refusal = {a:.1f} + {b:.3f} x refusal "
-          f"(residual std {np.std(resid, ddof=2) if len(fitted) > 2 else float('nan'):.1f} points); "
-          f"at 90% refusal it predicts {a + 90 * b:.1f}% over-refusal")
+          f"(residual std {spread:.1f} points); at 90% refusal it predicts {a + 90 * b:.1f}% over-refusal")
     return 0
 
 

@@ -221,7 +221,7 @@ def warmstart_pairs(cfg: WarmStartConfig, engine: HFEngine, seed: int, split: st
             pairs.append(PreferenceExample(messages, *data, refuse=True))
             continue
         text, ends = next(answers)
-        refusal = next(own_rejections) if kind == "benign" and cfg.benign_rejections == "own" else None
+        refusal = next(own_rejections, None) if kind == "benign" else None  # None: benign_rejections templates
         if not _usable_answer(text):
             continue
         if kind == "harmful":  # the dataset's refusal over the model's own (complying) answer
@@ -434,10 +434,14 @@ def preference_warmstart(model: Any, tokenizer: Any, pairs: list[PreferenceExamp
 
 # options added after warm starts were first cached: at these defaults they stay out of the cache key, so
 # older caches stay valid (lookalike_method: session 14, batch_mix: session 16, refused_only and contrasts: session 21,
-# benign_rejections and its two options: session 22)
+# benign_rejections and its two options: session 22). Literal values, not the fields' current defaults: if a default
+# changes later, caches built with the old value must not be reused under the new one.
 _KEYLESS_DEFAULTS = {"lookalike_method": "embedding", "batch_mix": "random", "refused_only": False, "contrasts": 0,
                      "contrasts_data": "benign-contrasts", "benign_rejections": "templates",
-                     "rejection_openers": WarmStartConfig().rejection_openers, "rejection_tokens": 32}
+                     "rejection_openers": ["I'm sorry, but I cannot", "I'm sorry, but I can't",
+                                           "I apologize, but I cannot",
+                                           "I'm sorry, but as an AI language model, I cannot"],
+                     "rejection_tokens": 32}
 
 
 def warmstart_dir(model_ref: str, cfg: WarmStartConfig, seed: int, lora_r: int, lora_alpha: int,
