@@ -22,6 +22,7 @@ import json
 import random
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,13 +46,14 @@ def decision_prompts(per_side: int, seed: int) -> list[tuple[list[dict], float]]
     rng.shuffle(questions)
     benign += questions[:300]
     rng.shuffle(harmful)
-    items = [(m, 1.0) for m in harmful[:per_side]] + [(m, 0.0) for m in benign]
+    items = [(m, 1.0) for m in harmful[:per_side]] + [(m, 0.0) for m in benign[:per_side]]
     rng.shuffle(items)
     return items
 
 
 def decision_stage(model: Any, tokenizer: Any, compute_dtype: torch.dtype, device: str, seed: int,
                    per_side: int, opener: str, batch_size: int, lr: float) -> None:
+    """Trains the adapter in place: BCE on P(opener | prompt), harmful -> 1, benign -> 0, one pass."""
     items = decision_prompts(per_side, seed)
     ids = tokenizer(opener, add_special_tokens=False)["input_ids"]
     n = len(ids)
@@ -92,16 +94,21 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("align_args", nargs=argparse.REMAINDER, help="after --: the safealign command line")
     args = ap.parse_args()
-    stage = {"per_side": args.per_side, "opener": args.opener, "batch_size": args.batch_size, "lr": args.lr}
+    # "version" changes whenever the stage's data or loss changes, so an edited script never reuses old caches
+    stage = {"version": 1, "per_side": args.per_side, "opener": args.opener, "batch_size": args.batch_size, "lr": args.lr}
     warmstart_dir, preference_warmstart = sft.warmstart_dir, sft.preference_warmstart
 
-    def keyed_dir(*a: Any, **k: Any):  # the stage joins the cache key
+    def keyed_dir(*a: Any, **k: Any) -> tuple[Path, int, dict[str, Any]]:  # the stage joins the cache key
+        cfg = a[1] if len(a) > 1 else k["cfg"]
+        if cfg.objective != "dpo":
+            raise SystemExit("bench/decision_stage.py runs before the DPO warm start: set warmstart.objective: dpo")
         out, seed, key = warmstart_dir(*a, **k)
         key = {**key, "decision_stage": stage}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         return out.with_name(digest), seed, key
 
-    def staged(model, tokenizer, pairs, cfg, compute_dtype, device, seed):
+    def staged(model: Any, tokenizer: Any, pairs: list, cfg: Any, compute_dtype: torch.dtype, device: str,
+               seed: int) -> dict[str, float]:
         decision_stage(model, tokenizer, compute_dtype, device, seed, args.per_side, args.opener, args.batch_size,
                        args.lr)
         return preference_warmstart(model, tokenizer, pairs, cfg, compute_dtype, device, seed)

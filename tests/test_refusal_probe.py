@@ -86,3 +86,19 @@ def test_opener_logprob_is_the_teacher_forced_mass_of_the_openers(tiny_llama, sm
                 lp = tiny_llama(torch.tensor([head + ids])).logits[0].log_softmax(-1)
             terms.append(sum(float(lp[len(head) + j - 1, t]) for j, t in enumerate(ids)))
         assert got[row] == pytest.approx(float(np.logaddexp(*terms)), abs=1e-4)
+
+
+def test_decision_stage_prompts_are_balanced_and_seeded():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "decision_stage", Path(__file__).resolve().parents[1] / "bench" / "decision_stage.py")
+    stage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage)
+    for per_side in (700, 100):
+        items = stage.decision_prompts(per_side, seed=0)
+        labels = [t for _, t in items]
+        assert labels.count(1.0) == per_side and labels.count(0.0) == per_side
+    assert items == stage.decision_prompts(100, seed=0)  # seeded
+    assert items != stage.decision_prompts(100, seed=1)

@@ -38,7 +38,7 @@ def prompt_states(model: Any, tokenizer: Any, prompts: Sequence[list[dict]], bat
         for i in tqdm(starts, desc="prompt states", disable=not progress):
             texts = [render_prompt(tokenizer, p) for p in prompts[i: i + batch_size]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            hidden = model(**enc, output_hidden_states=True).hidden_states  # (L + 1) x [B, T, E]
+            hidden = model(**enc, output_hidden_states=True, logits_to_keep=1).hidden_states  # (L + 1) x [B, T, E]
             out.append(torch.stack([h[:, -1] for h in hidden], 1).float().cpu())  # [B, L + 1, E]
     finally:
         tokenizer.padding_side = side
@@ -99,6 +99,7 @@ def opener_logprob(model: Any, tokenizer: Any, prompts: Sequence[list[dict]],
 
     Teacher-forced, so it reads the decision the policy makes before sampling, as a number a ROC can rank;
     refusals that open otherwise (a lecture) are not counted, so it complements the sampled refusal rate.
+    Summing the openers' probabilities is right only if no opener's tokens start another's (true of the defaults).
     """
     from tqdm.auto import tqdm
 
@@ -126,7 +127,8 @@ def opener_logprob(model: Any, tokenizer: Any, prompts: Sequence[list[dict]],
 def rate_at_fpr(positive: np.ndarray, negative: np.ndarray, fpr: float) -> tuple[float, float]:
     """Share of ``positive`` scores flagged at the threshold that flags at most ``fpr`` of ``negative``.
 
-    The threshold is the (k+1)-th largest negative score, k = floor(fpr * n_negative); a score is flagged
+    The threshold is the (k+1)-th largest negative score, k = floor(fpr * n_negative) (with 1e-9 of slack for
+    fpr * n computed just under an integer); a score is flagged
     when strictly above it. Returns (share of positives flagged, share of negatives flagged).
     """
     if not 0 <= fpr < 1:
