@@ -103,24 +103,21 @@ def opener_logprob(model: Any, tokenizer: Any, prompts: Sequence[list[dict]],
     """
     from tqdm.auto import tqdm
 
-    device = next(model.parameters()).device
+    from safealign.train.rollout import build_sequences, response_logprobs
+
+    param = next(model.parameters())
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     opener_ids = [tokenizer(o, add_special_tokens=False)["input_ids"] for o in openers]
+    k = len(opener_ids)
     out = []
     for i in tqdm(range(0, len(prompts), batch_size), desc="opener log-probs", disable=not progress):
         heads = [tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"]
                  for p in prompts[i: i + batch_size]]
-        per_opener = []
-        for ids in opener_ids:  # prompt ids + opener ids, as the policy would have sampled them
-            rows = [h + ids for h in heads]
-            width = max(map(len, rows))
-            input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)  # [B, T]
-            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-            n = len(ids)
-            logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=n + 1).logits[:, :-1].float()  # [B, n, V]
-            target = input_ids[:, -n:]  # [B, n]
-            per_opener.append(logits.log_softmax(-1).gather(-1, target[..., None])[..., 0].sum(-1))  # [B]
-        out.append(torch.logsumexp(torch.stack(per_opener, 1), 1).cpu())
+        # one row per (prompt, opener), the prompt's k rows together: each prompt goes through the model once
+        batch = build_sequences([h for h in heads for _ in opener_ids], [o for _ in heads for o in opener_ids], pad)
+        logp, _, _ = response_logprobs(model, batch, str(param.device), param.dtype, share_prompts=True)  # [B*k, T]
+        per_opener = (logp * batch.response_mask.to(logp.device)).sum(-1).view(len(heads), k)  # [B, k]
+        out.append(torch.logsumexp(per_opener, 1).cpu())
     return torch.cat(out).numpy()
 
 
